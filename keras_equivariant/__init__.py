@@ -1,0 +1,7 @@
+"""keras-equivariant: equivariant Keras 3 layers and models, and honest robustness evaluation.
+
+Subpackages (one concept each): ``groups``, ``layers``, ``models``, ``attacks``, ``metrics``,
+``data``, ``export``, ``visualize``, ``cli``.
+"""
+
+__version__ = "0.1.0"

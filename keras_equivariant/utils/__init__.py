@@ -1,0 +1,1 @@
+"""Cross-cutting helpers: input validation and atomic result files."""

@@ -1,0 +1,49 @@
+"""Atomic result files: a crash never leaves a half-written CSV/JSON behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+
+def atomic_write_text(path, text: str) -> Path:
+    """Writes ``text`` to ``path`` via a temporary file and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+    return path
+
+
+def atomic_write_json(path, payload) -> Path:
+    """Writes ``payload`` as indented JSON, atomically."""
+    return atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=False, default=_to_builtin) + "\n")
+
+
+def read_json(path, default=None):
+    """Reads a JSON file, or returns ``default`` when it does not exist."""
+    path = Path(path)
+    if not path.exists():
+        return default
+    with open(path, encoding="utf-8") as file:
+        return json.load(file)
+
+
+def _to_builtin(value):
+    """JSON fallback for NumPy scalars and arrays."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")

@@ -1,0 +1,112 @@
+"""Input validation shared by layers, attacks, metrics and the CLI.
+
+Every check runs eagerly, *before* any expensive work, and raises a ``ValueError`` (or
+``TypeError``) that says what was received, what was expected and how to fix it.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Iterable, Sequence
+
+import numpy as np
+
+
+def check_choice(value, choices: Iterable, name: str):
+    """Returns ``value`` if it is one of ``choices``; raises a ``ValueError`` otherwise."""
+    choices = list(choices)
+    if value not in choices:
+        raise ValueError(
+            f"Unknown {name}: received {value!r}. Expected one of {choices}."
+        )
+    return value
+
+
+def check_positive_int(value, name: str, minimum: int = 1) -> int:
+    """Returns ``value`` as ``int`` if it is an integer ``>= minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(
+            f"`{name}` must be an integer >= {minimum}; received {value!r} "
+            f"of type {type(value).__name__}."
+        )
+    if value < minimum:
+        raise ValueError(f"`{name}` must be an integer >= {minimum}; received {value}.")
+    return int(value)
+
+
+def check_eps(eps, name: str = "eps") -> list[float]:
+    """Normalizes a scalar or a sequence of perturbation budgets to a list of floats >= 0."""
+    values = [eps] if np.ndim(eps) == 0 else list(np.asarray(eps).ravel())
+    if not values:
+        raise ValueError(f"`{name}` must hold at least one value; received {eps!r}.")
+    out = []
+    for value in values:
+        value = float(value)
+        if not np.isfinite(value) or value < 0:
+            raise ValueError(
+                f"`{name}` must be finite and >= 0; received {value}. "
+                "Perturbation budgets are radii of a norm ball in pixel units ([0, 1] images), "
+                "e.g. eps=8/255."
+            )
+        out.append(value)
+    return out
+
+
+def check_images(images, name: str = "images", value_range: Sequence[float] = (0.0, 1.0),
+                 tolerance: float = 1e-6) -> np.ndarray:
+    """Checks a batch of images ``(batch, height, width, channels)`` in ``value_range``.
+
+    Accepts NumPy arrays and eager tensors. Returns the images as a float32 NumPy array.
+    Raises ``ValueError`` for a wrong rank, NaN/inf values or values outside the range
+    (the most common cause: passing uint8-range pixels in [0, 255], or images that were
+    already normalized to [-1, 1]).
+    """
+    array = np.asarray(images)
+    if array.ndim != 4:
+        raise ValueError(
+            f"`{name}` must be a rank-4 batch (batch, height, width, channels); received "
+            f"shape {array.shape}. For a single image use `{name}[None]`."
+        )
+    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+        raise ValueError(f"`{name}` must be numeric; received dtype {array.dtype}.")
+    array = array.astype(np.float32, copy=False)
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"`{name}` contains NaN or infinite values.")
+    low, high = value_range
+    observed_min, observed_max = float(array.min()), float(array.max())
+    if observed_min < low - tolerance or observed_max > high + tolerance:
+        raise ValueError(
+            f"`{name}` must lie in [{low}, {high}]; received values in "
+            f"[{observed_min:.4g}, {observed_max:.4g}]. Pass pixels scaled to [0, 1] "
+            "(divide uint8 images by 255); normalization belongs inside the model."
+        )
+    return array
+
+
+def check_labels(labels, num_images: int, num_classes: int | None = None,
+                 name: str = "labels") -> np.ndarray:
+    """Checks integer class labels of shape ``(num_images,)``; returns them as int32.
+
+    One-hot labels of shape ``(num_images, num_classes)`` are accepted and converted.
+    """
+    array = np.asarray(labels)
+    if array.ndim == 2 and array.shape[0] == num_images and array.shape[1] > 1:
+        array = array.argmax(axis=1)
+    elif array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != 1 or array.shape[0] != num_images:
+        raise ValueError(
+            f"`{name}` must have shape ({num_images},) (one integer class per image) or "
+            f"({num_images}, num_classes) one-hot; received shape {array.shape}."
+        )
+    if not np.issubdtype(array.dtype, np.integer):
+        if not np.all(np.equal(np.mod(array, 1), 0)):
+            raise ValueError(f"`{name}` must be integer class indices; received dtype {array.dtype}.")
+    array = array.astype(np.int32)
+    if array.size and array.min() < 0:
+        raise ValueError(f"`{name}` must be >= 0; received minimum {array.min()}.")
+    if num_classes is not None and array.size and array.max() >= num_classes:
+        raise ValueError(
+            f"`{name}` must be < num_classes={num_classes}; received maximum {array.max()}."
+        )
+    return array
