@@ -1,1 +1,2 @@
 """keras_equivariant.layers"""
+from keras_equivariant.layers.scale import ScaleConv2D
