@@ -8,3 +8,6 @@ from keras_equivariant.metrics.clever import (  # noqa: F401
     clever_u,
 )
 from keras_equivariant.metrics.weibull import ReverseWeibullFit, fit_reverse_weibull  # noqa: F401
+from keras_equivariant.metrics.plots import plot_robust_accuracy  # noqa: F401
+from keras_equivariant.metrics.robust_accuracy import RobustAccuracyReport, robust_accuracy  # noqa: F401
+from keras_equivariant.metrics.sanity import SanityCheck, SanityReport, sanity_checks  # noqa: F401

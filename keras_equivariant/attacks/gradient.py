@@ -1,0 +1,433 @@
+"""White-box gradient attacks (FGSM, PGD) and the uniform random-noise baseline, for any Keras classifier.
+
+Conventions (see ``shared/docs/robustness-notes.md`` §7.1):
+
+* Images are ``(batch, height, width, channels)`` pixels in **[0, 1]**; normalization lives inside the
+  model. ``eps`` and ``step_size`` are in pixel units.
+* The model must return **logits**; it is always called with ``training=False`` (BatchNorm in
+  inference mode) and its outputs are cast to float32 before the loss (mixed-precision safe).
+* Every adversarial image lies in the eps-ball around its clean image **and** in [0, 1]
+  (projection onto the ball first, then clipping to [0, 1], which can only shrink the perturbation).
+
+Performance: one ``tf.function`` per (model, attack configuration, image shape) runs the whole
+attack loop in graph mode. Its input signature has a free batch axis and takes ``eps``, the step
+size, the number of steps and the random seed as tensors, so a sweep over batches, budgets, step
+counts or restarts traces it exactly once. Compiled functions are cached per model (weakly: the
+cache does not keep a model alive).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+import weakref
+
+import numpy as np
+import tensorflow as tf
+
+from keras_equivariant.attacks.losses import LOSSES, get_loss
+from keras_equivariant.utils.validation import (
+    check_choice,
+    check_eps,
+    check_images,
+    check_labels,
+    check_positive_int,
+)
+
+DEFAULT_EPS = 8 / 255
+NORMS = ("inf", "2")
+_NORM_ALIASES = {"inf": "inf", "linf": "inf", "2": "2", "l2": "2"}
+
+# model -> {key: tf.function}; weak keys, and the functions reach the model only via a weakref.
+_COMPILED = weakref.WeakKeyDictionary()
+
+
+@dataclasses.dataclass(frozen=True)
+class AttackConfig:
+    """The graph-shaping options of an attack: one compiled function exists per config and model.
+
+    Numeric settings (eps, step size, number of steps, seed) are *not* part of it: they are passed
+    as tensors so that changing them never retraces.
+    """
+
+    norm: str = "inf"
+    loss: str = "cross_entropy"
+    targeted: bool = False
+    random_start: bool = True
+    keep_best: bool = True
+
+
+def normalize_norm(norm) -> str:
+    """Maps ``"inf"``/``np.inf``/``"linf"`` to ``"inf"`` and ``2``/``"2"``/``"l2"`` to ``"2"``."""
+    key = "inf" if (isinstance(norm, float) and math.isinf(norm)) else str(norm).lower()
+    if key not in _NORM_ALIASES:
+        raise ValueError(
+            f"Unknown norm: received {norm!r}. Expected one of {list(NORMS)} "
+            "(L-infinity or L2 perturbation budget)."
+        )
+    return _NORM_ALIASES[key]
+
+
+def _flat_norm(tensor, norm):
+    """Per-example L-inf or L2 norm over all non-batch axes."""
+    axes = tf.range(1, tf.rank(tensor))
+    if norm == "inf":
+        return tf.reduce_max(tf.abs(tensor), axis=axes)
+    return tf.sqrt(tf.reduce_sum(tf.square(tensor), axis=axes))
+
+
+def _per_example(values, like):
+    """Reshapes a ``(batch,)`` tensor so it broadcasts against ``like``."""
+    shape = tf.concat([tf.shape(values), tf.ones([tf.rank(like) - 1], tf.int32)], axis=0)
+    return tf.reshape(values, shape)
+
+
+def sample_uniform_ball(shape, eps, norm="inf", seed=(0, 0)):
+    """Draws perturbations uniformly distributed in the ``norm`` ball of radius ``eps``.
+
+    L-inf: every coordinate ~ U(-eps, eps). L2: a Gaussian direction normalized to the unit sphere
+    times a radius ``eps * u ** (1 / d)`` with ``u ~ U(0, 1)`` and ``d`` the number of pixels, which
+    is uniform in the ball (so ``(radius / eps) ** d ~ U(0, 1)``), unlike the ``eps * u`` radius some
+    libraries use. Stateless: the same ``seed`` (two integers) gives the same draw.
+
+    Args:
+        shape: ``(batch, ...)``, a list or 1-D int tensor.
+        eps: radius (float or scalar tensor).
+        norm: ``"inf"`` or ``"2"``.
+        seed: two integers (or an int tensor of shape ``(2,)``).
+
+    Returns:
+        A float32 tensor of ``shape``.
+    """
+    norm = normalize_norm(norm)
+    shape = tf.convert_to_tensor(shape, tf.int32)
+    eps = tf.cast(eps, tf.float32)
+    seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
+    if norm == "inf":
+        return eps * tf.random.stateless_uniform(shape, seed, minval=-1.0, maxval=1.0)
+    direction_seed, radius_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    direction = tf.random.stateless_normal(shape, direction_seed)
+    direction /= _per_example(tf.maximum(_flat_norm(direction, "2"), 1e-12), direction)
+    dimension = tf.cast(tf.reduce_prod(shape[1:]), tf.float32)
+    radius = eps * tf.random.stateless_uniform(shape[:1], radius_seed) ** (1.0 / dimension)
+    return direction * _per_example(radius, direction)
+
+
+def _project(candidate, images, eps, norm):
+    """Projects onto the eps-ball around ``images`` (norm ``norm``), then clips to [0, 1]."""
+    delta = candidate - images
+    if norm == "inf":
+        delta = tf.clip_by_value(delta, -eps, eps)
+    else:
+        length = _flat_norm(delta, "2")
+        delta *= _per_example(tf.minimum(1.0, eps / tf.maximum(length, 1e-12)), delta)
+    return tf.clip_by_value(images + delta, 0.0, 1.0)
+
+
+def _ascent_direction(gradient, norm):
+    """Steepest-ascent direction of unit norm-``norm`` length: sign for L-inf, g/||g|| for L2."""
+    if norm == "inf":
+        return tf.sign(gradient)
+    return gradient / _per_example(tf.maximum(_flat_norm(gradient, "2"), 1e-12), gradient)
+
+
+def model_logits(model, images):
+    """``model(images, training=False)`` cast to float32 (safe under a mixed-precision policy)."""
+    return tf.cast(model(images, training=False), tf.float32)
+
+
+def _image_spec(sample_shape):
+    return tf.TensorSpec((None,) + tuple(sample_shape), tf.float32)
+
+
+def compiled_logits(model, sample_shape):
+    """A cached ``tf.function`` computing float32 logits for batches of ``sample_shape`` images."""
+    key = ("logits", tuple(sample_shape))
+    per_model = _COMPILED.setdefault(model, {})
+    if key not in per_model:
+        model_ref = weakref.ref(model)
+
+        @tf.function(input_signature=[_image_spec(sample_shape)])
+        def logits(images):
+            return model_logits(model_ref(), images)
+
+        per_model[key] = logits
+    return per_model[key]
+
+
+def compiled_attack(model, config: AttackConfig, sample_shape):
+    """The cached compiled attack loop for ``model``, ``config`` and per-image ``sample_shape``.
+
+    Signature: ``(images, goal_labels, eps, step_size, steps, seed) -> (adversarial, success,
+    objective)``. ``goal_labels`` are the true labels (untargeted) or the targets (targeted);
+    ``success`` is "misclassified" (untargeted) or "predicted as the target" (targeted) at the
+    returned images, and ``objective`` the per-example loss being ascended there.
+    """
+    key = (config, tuple(sample_shape))
+    per_model = _COMPILED.setdefault(model, {})
+    if key not in per_model:
+        per_model[key] = _build_attack(weakref.ref(model), config, tuple(sample_shape))
+    return per_model[key]
+
+
+def _build_attack(model_ref, config: AttackConfig, sample_shape):
+    loss_fn = get_loss(config.loss)
+    sign = -1.0 if config.targeted else 1.0
+    norm = config.norm
+
+    def evaluate(model, images, goal_labels):
+        logits = model_logits(model, images)
+        objective = sign * loss_fn(logits, goal_labels)
+        predictions = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        success = tf.equal(predictions, goal_labels)
+        if not config.targeted:
+            success = tf.logical_not(success)
+        return objective, success
+
+    def keep_better(best, candidate):
+        """Per example: a successful iterate beats an unsuccessful one, then higher objective wins."""
+        best_images, best_success, best_objective = best
+        images, success, objective = candidate
+        better = tf.logical_or(
+            tf.logical_and(success, tf.logical_not(best_success)),
+            tf.logical_and(tf.equal(success, best_success), objective > best_objective),
+        )
+        return (
+            tf.where(_per_example(better, images), images, best_images),
+            tf.logical_or(best_success, success),
+            tf.where(better, objective, best_objective),
+        )
+
+    @tf.function(input_signature=[
+        _image_spec(sample_shape),
+        tf.TensorSpec((None,), tf.int32),
+        tf.TensorSpec((), tf.float32),
+        tf.TensorSpec((), tf.float32),
+        tf.TensorSpec((), tf.int32),
+        tf.TensorSpec((2,), tf.int64),
+    ])
+    def attack(images, goal_labels, eps, step_size, steps, seed):
+        model = model_ref()
+        adversarial = images
+        if config.random_start:
+            noise = sample_uniform_ball(tf.shape(images), eps, norm, seed)
+            adversarial = tf.clip_by_value(images + noise, 0.0, 1.0)
+        batch = tf.shape(images)[:1]
+        best = (adversarial, tf.zeros(batch, tf.bool), tf.fill(batch, -float("inf")))
+        for _ in tf.range(steps):
+            with tf.GradientTape() as tape:
+                tape.watch(adversarial)
+                objective, success = evaluate(model, adversarial, goal_labels)
+            gradient = tape.gradient(
+                objective, adversarial, unconnected_gradients=tf.UnconnectedGradients.ZERO
+            )
+            if config.keep_best:
+                best = keep_better(best, (adversarial, success, objective))
+            adversarial = _project(
+                adversarial + step_size * _ascent_direction(gradient, norm), images, eps, norm
+            )
+        objective, success = evaluate(model, adversarial, goal_labels)
+        if config.keep_best:
+            return keep_better(best, (adversarial, success, objective))
+        return adversarial, success, objective
+
+    return attack
+
+
+def run_attack(model, images, goal_labels, config: AttackConfig, eps, step_size, steps,
+               restarts=1, seed=0):
+    """Runs a compiled attack on one batch of already-validated tensors; no input checks.
+
+    Restart ``r`` (seeded with ``(seed, r)``) attacks only the examples no earlier restart broke,
+    and replaces a kept adversarial only by a successful one or, failing that, a higher-objective
+    one. Returns ``(adversarial_images, success)`` as float32 / bool tensors.
+    """
+    images = tf.convert_to_tensor(images, tf.float32)
+    goal_labels = tf.convert_to_tensor(goal_labels, tf.int32)
+    attack = compiled_attack(model, config, images.shape[1:])
+    eps = tf.constant(eps, tf.float32)
+    step_size = tf.constant(step_size, tf.float32)
+    steps = tf.constant(steps, tf.int32)
+    adversarial, success, objective = attack(
+        images, goal_labels, eps, step_size, steps, tf.constant([seed, 0], tf.int64)
+    )
+    for restart in range(1, restarts):
+        remaining = tf.where(tf.logical_not(success))
+        if remaining.shape[0] == 0:
+            break
+        new_adversarial, new_success, new_objective = attack(
+            tf.gather_nd(images, remaining), tf.gather_nd(goal_labels, remaining), eps,
+            step_size, steps, tf.constant([seed, restart], tf.int64),
+        )
+        better = tf.logical_or(new_success, new_objective > tf.gather_nd(objective, remaining))
+        update = tf.boolean_mask(remaining, better)
+        adversarial = tf.tensor_scatter_nd_update(
+            adversarial, update, tf.boolean_mask(new_adversarial, better))
+        success = tf.tensor_scatter_nd_update(success, update, tf.boolean_mask(new_success, better))
+        objective = tf.tensor_scatter_nd_update(
+            objective, update, tf.boolean_mask(new_objective, better))
+    return adversarial, success
+
+
+def looks_like_probabilities(logits, tolerance=1e-5) -> bool:
+    """True when every row is non-negative, at most 1 and sums to 1 (AutoAttack's check)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    return bool(
+        logits.size
+        and logits.min() >= 0.0
+        and logits.max() <= 1.0
+        and np.all(np.abs(logits.sum(axis=-1) - 1.0) <= tolerance)
+    )
+
+
+def warn_if_probabilities(logits, model):
+    """Warns when ``model`` seems to end in a softmax: attacks and CLEVER need logits."""
+    if looks_like_probabilities(logits):
+        warnings.warn(
+            f"The outputs of model {getattr(model, 'name', model)!r} look like probabilities "
+            "(non-negative rows summing to 1), but attacks need logits: a saturated softmax "
+            "hides gradients and makes the model look more robust than it is. Remove the final "
+            "softmax (e.g. `keras.layers.Dense(num_classes)` without activation) or build an "
+            "attack model from the pre-softmax layer.",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def _check_scalar_eps(eps, name="eps") -> float:
+    if np.ndim(eps) != 0:
+        raise ValueError(
+            f"`{name}` must be a single number for one attack; received {eps!r}. "
+            "Use `keras_equivariant.metrics.robust_accuracy` to sweep several budgets."
+        )
+    return check_eps(eps, name)[0]
+
+
+def _prepare(model, images, labels, targeted, target_labels):
+    """Validates inputs before any attack work; returns (images, goal_labels, restore_fn)."""
+    is_tensor = tf.is_tensor(images)
+    input_dtype = images.dtype if (is_tensor or isinstance(images, np.ndarray)) else None
+    array = check_images(images)
+    if targeted and target_labels is None:
+        raise ValueError("`targeted=True` needs `target_labels` (one target class per image).")
+    if not targeted and target_labels is not None:
+        raise ValueError(
+            "`target_labels` were given but `targeted=False`; pass `targeted=True` for a "
+            "targeted attack."
+        )
+    tensor = tf.convert_to_tensor(array)
+    logits = compiled_logits(model, array.shape[1:])(tensor)
+    warn_if_probabilities(logits, model)
+    num_classes = int(logits.shape[-1])
+    if labels is None:
+        labels = tf.argmax(logits, axis=-1, output_type=tf.int32).numpy()
+    labels = check_labels(labels, array.shape[0], num_classes)
+    goal = labels
+    if targeted:
+        goal = check_labels(target_labels, array.shape[0], num_classes, name="target_labels")
+
+    def restore(adversarial):
+        if is_tensor:
+            return tf.cast(adversarial, input_dtype)
+        result = adversarial.numpy()
+        return result.astype(input_dtype) if input_dtype is not None else result
+
+    return tensor, tf.convert_to_tensor(goal), restore
+
+
+def pgd(model, images, labels=None, eps=DEFAULT_EPS, steps=10, step_size=None, norm="inf",
+        random_start=True, restarts=1, loss="cross_entropy", targeted=False, target_labels=None,
+        keep_best=True, seed=None):
+    """Projected gradient descent (Madry et al.) in the L-inf or L2 ball, RobustBench defaults.
+
+    Each step moves by ``step_size`` along the sign of the loss gradient (L-inf) or the
+    L2-normalized gradient (L2), projects onto the eps-ball and clips to [0, 1]. With
+    ``keep_best=True`` the returned image per example is the best iterate seen (a misclassifying
+    one if any, else the highest-loss one), including the final one.
+
+    Args:
+        model: Keras classifier returning logits; called with ``training=False``.
+        images: ``(batch, height, width, channels)`` pixels in [0, 1] (NumPy array or tensor).
+        labels: true integer labels ``(batch,)`` (or one-hot). ``None`` uses the model's
+            predictions (avoids label leaking when labels are unknown).
+        eps: radius of the perturbation ball in pixel units (default 8/255).
+        steps: number of gradient steps (default 10).
+        step_size: step length; ``None`` means ``2.5 * eps / steps`` (2/255 for the defaults).
+        norm: ``"inf"`` or ``"2"``.
+        random_start: start from a uniform random point in the ball (clipped to [0, 1]).
+        restarts: number of random starts; each restart attacks only the still-robust examples.
+        loss: ``"cross_entropy"`` or ``"margin"`` (Carlini–Wagner logit margin).
+        targeted: if True, push every image towards ``target_labels`` instead of away from
+            ``labels``.
+        target_labels: integer targets ``(batch,)``; required iff ``targeted``.
+        keep_best: return the best iterate (True) or the last one (False, the paper's protocol).
+        seed: integer seed of the random starts; ``None`` draws one from NumPy's global generator
+            (seeded by ``keras.utils.set_random_seed``).
+
+    Returns:
+        Adversarial images of the same shape and dtype as ``images`` (NumPy in, NumPy out;
+        tensor in, tensor out), within ``eps`` of ``images`` in the chosen norm and in [0, 1].
+
+    Example:
+
+    >>> adversarial = pgd(model, images, labels, eps=8 / 255, steps=10)
+    """
+    norm = normalize_norm(norm)
+    eps = _check_scalar_eps(eps)
+    steps = check_positive_int(steps, "steps")
+    restarts = check_positive_int(restarts, "restarts")
+    step_size = 2.5 * eps / steps if step_size is None else _check_scalar_eps(step_size, "step_size")
+    check_choice(loss, LOSSES, "loss")
+    if restarts > 1 and not random_start:
+        raise ValueError(
+            f"`restarts={restarts}` needs `random_start=True`: without a random start every "
+            "restart repeats the same deterministic attack."
+        )
+    images, goal, restore = _prepare(model, images, labels, targeted, target_labels)
+    config = AttackConfig(norm, loss, bool(targeted), bool(random_start), bool(keep_best))
+    seed = np.random.randint(0, 2**31 - 1) if seed is None else int(seed)
+    adversarial, _ = run_attack(model, images, goal, config, eps, step_size, steps, restarts, seed)
+    return restore(adversarial)
+
+
+def fgsm(model, images, labels=None, eps=DEFAULT_EPS, norm="inf", loss="cross_entropy",
+         targeted=False, target_labels=None):
+    """Fast gradient (sign) method: one step of length ``eps`` from the clean image, clipped to [0, 1].
+
+    L-inf: ``x + eps * sign(grad)``; L2: ``x + eps * grad / ||grad||_2`` (FGM). Arguments as in
+    :func:`pgd`. Returns adversarial images of the same shape and dtype as ``images``.
+
+    Example:
+
+    >>> adversarial = fgsm(model, images, labels, eps=8 / 255)
+    """
+    norm = normalize_norm(norm)
+    eps = _check_scalar_eps(eps)
+    check_choice(loss, LOSSES, "loss")
+    images, goal, restore = _prepare(model, images, labels, targeted, target_labels)
+    config = AttackConfig(norm, loss, bool(targeted), random_start=False, keep_best=False)
+    adversarial, _ = run_attack(model, images, goal, config, eps, eps, 1)
+    return restore(adversarial)
+
+
+def random_noise(model, images, labels=None, eps=DEFAULT_EPS, norm="inf", num_samples=100,
+                 seed=None):
+    """Gradient-free baseline: up to ``num_samples`` uniform draws in the eps-ball per image.
+
+    Each draw is tried only on the images earlier draws did not misclassify; the returned image is
+    a misclassifying draw if one was found, else the highest-loss draw. Used by the
+    gradient-masking sanity checks: it must never be stronger than PGD.
+
+    Example:
+
+    >>> noisy = random_noise(model, images, labels, eps=8 / 255, num_samples=100)
+    """
+    norm = normalize_norm(norm)
+    eps = _check_scalar_eps(eps)
+    num_samples = check_positive_int(num_samples, "num_samples")
+    images, goal, restore = _prepare(model, images, labels, False, None)
+    config = AttackConfig(norm, "cross_entropy", targeted=False, random_start=True, keep_best=True)
+    seed = np.random.randint(0, 2**31 - 1) if seed is None else int(seed)
+    adversarial, _ = run_attack(model, images, goal, config, eps, 0.0, 0, num_samples, seed)
+    return restore(adversarial)

@@ -1,0 +1,88 @@
+"""Accuracy-vs-budget curves for one or many robustness reports (headless-safe matplotlib)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+
+from keras_equivariant.utils.validation import check_choice
+
+
+def plot_robust_accuracy(reports, x="eps", ax=None, path=None, title=None):
+    """Plots robust accuracy (%) against eps for several models on one figure.
+
+    Reports sharing a ``model_name`` (and attack) are treated as seeds of one model: the curve is
+    their mean and a shaded band shows ± one sample standard deviation (``ddof=1``); the legend
+    gives the number of seeds. Draws on a plain ``matplotlib.figure.Figure`` (no pyplot state), so
+    it works with the Agg backend and in threads.
+
+    Args:
+        reports: a :class:`~keras_equivariant.metrics.RobustAccuracyReport` or a list of them.
+        x: ``"eps"`` (budgets in the reports' protocol unit; all reports must share the protocol
+            unit) or ``"eps_pixel"`` (pixel units, comparable across protocols).
+        ax: an existing matplotlib ``Axes`` to draw on; ``None`` creates a new figure.
+        path: if given, the figure is saved there (format from the extension).
+        title: optional axes title.
+
+    Returns:
+        The matplotlib ``Figure``.
+
+    Example:
+
+    >>> figure = plot_robust_accuracy([report_seed0, report_seed1, baseline], path="pgd.png")
+    """
+    check_choice(x, ("eps", "eps_pixel"), "x")
+    reports = list(reports) if isinstance(reports, (list, tuple)) else [reports]
+    if not reports:
+        raise ValueError("`reports` must hold at least one report; received an empty list.")
+    units = {report.eps_unit for report in reports}
+    if x == "eps" and len(units) > 1:
+        raise ValueError(
+            f"The reports use different eps units {sorted(units)}; pass x='eps_pixel' to plot "
+            "them on a common pixel axis."
+        )
+    several_attacks = len({(r.attack["attack"], r.attack["norm"]) for r in reports}) > 1
+    groups = OrderedDict()
+    for report in reports:
+        label = report.model_name
+        if several_attacks:
+            label += f" ({report.attack['attack']}, L{report.attack['norm']})"
+        groups.setdefault(label, []).append(report)
+
+    if ax is None:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        figure = Figure(figsize=(6.4, 4.4))
+        FigureCanvasAgg(figure)
+        ax = figure.add_subplot()
+    figure = ax.figure
+    for label, members in groups.items():
+        xs = [np.asarray(getattr(member, x), dtype=float) for member in members]
+        if any(values.shape != xs[0].shape or not np.allclose(values, xs[0]) for values in xs):
+            raise ValueError(
+                f"Reports of {label!r} were evaluated on different eps grids "
+                f"{[list(values) for values in xs]}; seeds must share one grid."
+            )
+        accuracy = 100 * np.array([member.accuracy for member in members], dtype=float)
+        mean = accuracy.mean(axis=0)
+        if len(members) > 1:
+            spread = accuracy.std(axis=0, ddof=1)
+            (line,) = ax.plot(xs[0], mean, marker="o", markersize=3,
+                              label=f"{label} (n={len(members)})")
+            ax.fill_between(xs[0], mean - spread, mean + spread, color=line.get_color(),
+                            alpha=0.2, linewidth=0)
+        else:
+            ax.plot(xs[0], mean, marker="o", markersize=3, label=label)
+    unit = "pixel [0, 1]" if x == "eps_pixel" else units.pop()
+    ax.set_xlabel(f"eps ({unit})")
+    ax.set_ylabel("robust accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")
+    if title:
+        ax.set_title(title)
+    if path is not None:
+        figure.savefig(path, dpi=150, bbox_inches="tight")
+    return figure

@@ -1,0 +1,340 @@
+"""Robust accuracy sweeps over a dataset and a grid of perturbation budgets.
+
+An example counts as robust at a budget only if the model classifies it correctly both clean
+**and** after the attack (clean errors are non-robust, as in AutoAttack and RobustBench). Only
+clean-correct examples are attacked; the adversarial batch is then classified as a whole, with
+the same compiled forward pass as the clean batch, so ``eps=0`` reproduces the clean accuracy
+exactly.
+
+Sweeps are resumable: with ``output_dir`` the report is rewritten atomically (CSV and JSON)
+after every finished budget, and a rerun with the same settings reuses the finished budgets
+instead of recomputing them.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import math
+import re
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_equivariant.attacks.gradient import compiled_logits, warn_if_probabilities
+from keras_equivariant.attacks.protocols import AttackSpec, default_eps, get_protocol
+from keras_equivariant.utils.io import atomic_write_json, atomic_write_text, read_json
+from keras_equivariant.utils.validation import check_eps, check_images, check_labels, check_positive_int
+
+CSV_COLUMNS = ("model_name", "protocol", "attack", "norm", "eps", "eps_pixel", "step_size_pixel",
+               "accuracy", "num_robust", "num_examples", "clean_accuracy")
+
+
+@dataclasses.dataclass
+class RobustAccuracyReport:
+    """Per-budget robust accuracy of one model under one attack and protocol.
+
+    Attributes:
+        model_name: name used in files and plot legends (several reports with the same name are
+            treated as seeds of one model by the plots).
+        protocol: protocol name (``"default"`` or ``"paper"``).
+        eps_unit: the unit of ``eps`` (pixel, or the paper's normalized space).
+        attack: the pixel-space attack settings (:class:`AttackSpec` as a dict).
+        eps: budgets in ``eps_unit``; ``eps_pixel``: the same budgets in pixel units.
+        step_size_pixel: the pixel step size used at each budget.
+        accuracy: robust accuracy (fraction in [0, 1]) at each budget.
+        num_robust: number of robust examples at each budget.
+        clean_accuracy: accuracy on the unperturbed examples.
+        num_examples: number of evaluated examples.
+        seed: base seed of the random starts.
+        max_batches: evaluated batches limit (``None``: the whole dataset).
+    """
+
+    model_name: str
+    protocol: str
+    eps_unit: str
+    attack: dict
+    eps: list = dataclasses.field(default_factory=list)
+    eps_pixel: list = dataclasses.field(default_factory=list)
+    step_size_pixel: list = dataclasses.field(default_factory=list)
+    accuracy: list = dataclasses.field(default_factory=list)
+    num_robust: list = dataclasses.field(default_factory=list)
+    clean_accuracy: float | None = None
+    num_examples: int | None = None
+    seed: int = 0
+    max_batches: int | None = None
+
+    def rows(self) -> list[dict]:
+        """One dict per budget with the :data:`CSV_COLUMNS` keys."""
+        return [
+            {"model_name": self.model_name, "protocol": self.protocol,
+             "attack": self.attack["attack"], "norm": self.attack["norm"], "eps": eps,
+             "eps_pixel": eps_pixel, "step_size_pixel": step, "accuracy": accuracy,
+             "num_robust": robust, "num_examples": self.num_examples,
+             "clean_accuracy": self.clean_accuracy}
+            for eps, eps_pixel, step, accuracy, robust in zip(
+                self.eps, self.eps_pixel, self.step_size_pixel, self.accuracy, self.num_robust)
+        ]
+
+    def accuracy_at(self, eps: float) -> float:
+        """Robust accuracy at budget ``eps`` (in ``eps_unit``)."""
+        for value, accuracy in zip(self.eps, self.accuracy):
+            if math.isclose(value, eps, rel_tol=1e-9, abs_tol=1e-12):
+                return accuracy
+        raise ValueError(f"eps={eps} was not evaluated; evaluated budgets: {self.eps}.")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, payload: dict) -> "RobustAccuracyReport":
+        fields = {field.name for field in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in payload.items() if key in fields})
+
+    def to_json(self, path) -> Path:
+        """Writes the report as JSON, atomically."""
+        return atomic_write_json(path, self.to_dict())
+
+    @classmethod
+    def from_json(cls, path) -> "RobustAccuracyReport":
+        payload = read_json(path)
+        if payload is None:
+            raise ValueError(f"No report at {str(path)!r}.")
+        return cls.from_dict(payload)
+
+    def to_csv(self, path) -> Path:
+        """Writes one row per budget (columns :data:`CSV_COLUMNS`), atomically."""
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.rows())
+        return atomic_write_text(path, buffer.getvalue())
+
+    def __str__(self) -> str:
+        settings = ", ".join(f"{key}={value}" for key, value in self.attack.items())
+        clean = "n/a" if self.clean_accuracy is None else f"{100 * self.clean_accuracy:.2f}%"
+        lines = [
+            f"Robust accuracy of {self.model_name!r} (protocol={self.protocol!r}; {settings})",
+            f"clean accuracy: {clean} on {self.num_examples} examples",
+            f"{'eps [' + self.eps_unit + ']':>46}  {'eps pixel':>10}  {'accuracy':>9}",
+        ]
+        for eps, eps_pixel, accuracy in zip(self.eps, self.eps_pixel, self.accuracy):
+            lines.append(f"{eps:>46.5g}  {eps_pixel:>10.5g}  {100 * accuracy:>8.2f}%")
+        return "\n".join(lines)
+
+
+def as_dataset(dataset, batch_size: int = 128):
+    """Accepts a ``tf.data.Dataset`` of ``(images, labels)`` batches or an ``(images, labels)`` pair."""
+    if isinstance(dataset, tf.data.Dataset):
+        return dataset
+    if isinstance(dataset, (tuple, list)) and len(dataset) == 2:
+        return tf.data.Dataset.from_tensor_slices(tuple(dataset)).batch(batch_size)
+    raise ValueError(
+        "`dataset` must be a batched tf.data.Dataset of (images, labels) or a tuple "
+        f"(images, labels); received {type(dataset).__name__}."
+    )
+
+
+def iterate_batches(model, dataset, max_batches=None):
+    """Yields ``(batch_index, images, labels, clean_correct)`` for validated batches.
+
+    ``images`` is a float32 tensor in [0, 1], ``labels`` an int32 tensor and ``clean_correct`` a
+    NumPy bool array. Raises ``ValueError`` on bad batches before attacking them; warns once if
+    the model returns probabilities.
+    """
+    for index, element in enumerate(dataset):
+        if max_batches is not None and index >= max_batches:
+            return
+        if not isinstance(element, (tuple, list)) or len(element) < 2:
+            raise ValueError(
+                "Every dataset element must be a pair (images, labels); received "
+                f"{type(element).__name__}."
+            )
+        images = check_images(element[0])
+        tensor = tf.convert_to_tensor(images)
+        logits = compiled_logits(model, images.shape[1:])(tensor)
+        if index == 0:
+            warn_if_probabilities(logits, model)
+        labels = check_labels(element[1], images.shape[0], int(logits.shape[-1]))
+        clean_correct = np.argmax(logits.numpy(), axis=-1) == labels
+        yield index, tensor, tf.convert_to_tensor(labels), clean_correct
+
+
+def robust_flags(model, spec: AttackSpec, images, labels, clean_correct, eps_pixel, seed):
+    """Per-example robustness of one batch: clean-correct AND still correct after the attack."""
+    attacked = np.flatnonzero(clean_correct)
+    if attacked.size == 0:
+        return clean_correct.copy()
+    indices = tf.constant(attacked[:, None], tf.int32)
+    adversarial = spec.run(
+        model, tf.gather_nd(images, indices), tf.gather_nd(labels, indices), eps_pixel, seed)
+    adversarial = tf.tensor_scatter_nd_update(images, indices, adversarial)
+    logits = compiled_logits(model, images.shape[1:])(adversarial)
+    return clean_correct & (np.argmax(logits.numpy(), axis=-1) == labels.numpy())
+
+
+def batch_seed(seed: int, batch_index: int) -> int:
+    """The random-start seed of one batch: fixed per (seed, batch), shared by all budgets."""
+    return int(seed) * 1_000_003 + int(batch_index)
+
+
+def _known_batches(dataset, max_batches):
+    cardinality = int(dataset.cardinality())
+    total = cardinality if cardinality >= 0 else None
+    if max_batches is not None:
+        total = max_batches if total is None else min(total, max_batches)
+    return total
+
+
+def _file_stem(model_name, protocol, spec):
+    text = f"{model_name}_{protocol}_{spec.attack}_L{spec.norm}"
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text)
+
+
+def _same_eps(first, second) -> bool:
+    return math.isclose(first, second, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def robust_accuracy(model, dataset, attack="pgd", eps=None, protocol="default", norm="inf",
+                    steps=None, step_size=None, restarts=None, loss=None, output_dir=None,
+                    max_batches=None, seed=0, model_name=None, verbose=1):
+    """Accuracy under attack for each budget in ``eps``, over a dataset of pixel images in [0, 1].
+
+    Args:
+        model: Keras classifier returning logits (called with ``training=False``).
+        dataset: batched ``tf.data.Dataset`` of ``(images, labels)`` with pixels in [0, 1], or an
+            ``(images, labels)`` pair of arrays (batched by 128).
+        attack: ``"pgd"``, ``"fgsm"`` or ``"random_noise"``.
+        eps: budgets in the protocol's unit (pixel for ``"default"``, normalized [-1, 1] for
+            ``"paper"``); ``None`` uses the protocol's default grid.
+        protocol: ``"default"`` (honest) or ``"paper"`` (the official evaluation of the paper,
+            see :mod:`keras_equivariant.attacks.protocols`).
+        norm: ``"inf"`` or ``"2"``.
+        steps, step_size, restarts, loss: PGD settings (step size in the protocol's eps unit);
+            ``None`` takes the protocol's value (default protocol: 10 steps, ``2.5 * eps / steps``,
+            1 restart, cross-entropy). ``restarts`` is the number of draws for ``random_noise``.
+        output_dir: if set, ``<model>_<protocol>_<attack>_L<norm>.{csv,json}`` are rewritten there
+            after every finished budget, and finished budgets are reused by a rerun.
+        max_batches: evaluate only the first ``max_batches`` batches.
+        seed: base seed of the random starts (each batch uses a fixed seed derived from it).
+        model_name: name recorded in the report (default ``model.name``).
+        verbose: 1 shows a progress bar per budget, 0 is silent.
+
+    Returns:
+        A :class:`RobustAccuracyReport`.
+
+    Example:
+
+    >>> report = robust_accuracy(model, test_dataset, attack="pgd", eps=[0, 2 / 255, 8 / 255])
+    >>> report.to_csv("pgd.csv")
+    """
+    protocol = get_protocol(protocol)
+    spec = protocol.resolve(attack, norm, steps, step_size, restarts, loss)
+    eps_values = default_eps(protocol, spec.norm) if eps is None else check_eps(eps)
+    for position, value in enumerate(eps_values):
+        if any(_same_eps(value, other) for other in eps_values[:position]):
+            raise ValueError(f"`eps` holds {value} twice; received {eps_values}.")
+    eps_pixel = protocol.to_pixel(eps_values)
+    if max_batches is not None:
+        max_batches = check_positive_int(max_batches, "max_batches")
+    dataset = as_dataset(dataset)
+    model_name = model_name or model.name
+    report = RobustAccuracyReport(model_name=model_name, protocol=protocol.name,
+                                  eps_unit=protocol.eps_unit, attack=spec.to_dict(),
+                                  seed=int(seed), max_batches=max_batches)
+    finished = {}
+    json_path = csv_path = None
+    if output_dir is not None:
+        stem = _file_stem(model_name, protocol.name, spec)
+        json_path = Path(output_dir) / f"{stem}.json"
+        csv_path = Path(output_dir) / f"{stem}.csv"
+        finished = _load_finished(json_path, report)
+        if finished:
+            report.clean_accuracy = finished["clean_accuracy"]
+            report.num_examples = finished["num_examples"]
+    num_batches = _known_batches(dataset, max_batches)
+
+    for value, value_pixel in zip(eps_values, eps_pixel):
+        previous = next((row for row in finished.get("rows", []) if _same_eps(row["eps"], value)),
+                        None)
+        if previous is not None:
+            num_robust = int(previous["num_robust"])
+        else:
+            if verbose:
+                print(f"{spec.attack} eps={value:g} [{protocol.eps_unit}] "
+                      f"(pixel eps={value_pixel:.5g})")
+            num_robust, num_correct, num_examples = _sweep_one(
+                model, dataset, spec, value_pixel, seed, max_batches, num_batches, verbose)
+            _check_same_data(report, num_correct, num_examples)
+        _append(report, spec, value, value_pixel, num_robust)
+        if json_path is not None and previous is None:
+            report.to_json(json_path)
+            report.to_csv(csv_path)
+    if json_path is not None:
+        report.to_json(json_path)
+        report.to_csv(csv_path)
+    return report
+
+
+def _sweep_one(model, dataset, spec, eps_pixel, seed, max_batches, num_batches, verbose):
+    progress = keras.utils.Progbar(num_batches, verbose=verbose, unit_name="batch",
+                                   stateful_metrics=["clean_accuracy", "robust_accuracy"])
+    num_robust = num_correct = num_examples = 0
+    for index, images, labels, clean_correct in iterate_batches(model, dataset, max_batches):
+        robust = robust_flags(model, spec, images, labels, clean_correct, eps_pixel,
+                              batch_seed(seed, index))
+        num_robust += int(robust.sum())
+        num_correct += int(clean_correct.sum())
+        num_examples += int(clean_correct.size)
+        progress.update(index + 1, [("clean_accuracy", num_correct / num_examples),
+                                    ("robust_accuracy", num_robust / num_examples)])
+    if num_examples == 0:
+        raise ValueError("`dataset` yielded no examples.")
+    return num_robust, num_correct, num_examples
+
+
+def _check_same_data(report, num_correct, num_examples):
+    clean_accuracy = num_correct / num_examples
+    if report.num_examples is None:
+        report.num_examples, report.clean_accuracy = num_examples, clean_accuracy
+    elif report.num_examples != num_examples or not math.isclose(report.clean_accuracy,
+                                                                 clean_accuracy):
+        raise ValueError(
+            f"The evaluated data changed between passes: {report.num_examples} examples at "
+            f"{100 * report.clean_accuracy:.4f}% clean accuracy before, {num_examples} at "
+            f"{100 * clean_accuracy:.4f}% now. Use a deterministic dataset (no reshuffling, "
+            "no random augmentation) and the same model; for a different model or dataset "
+            "use a new output_dir."
+        )
+
+
+def _append(report, spec, value, value_pixel, num_robust):
+    report.eps.append(float(value))
+    report.eps_pixel.append(float(value_pixel))
+    report.step_size_pixel.append(float(spec.step_size_for(value_pixel)))
+    report.num_robust.append(int(num_robust))
+    report.accuracy.append(num_robust / report.num_examples)
+
+
+def _load_finished(json_path, report) -> dict:
+    """Reads a previous partial report at ``json_path`` if its settings match ``report``'s."""
+    payload = read_json(json_path)
+    if payload is None:
+        return {}
+    previous = RobustAccuracyReport.from_dict(payload)
+    mismatched = [
+        name for name in ("model_name", "protocol", "attack", "seed", "max_batches")
+        if getattr(previous, name) != getattr(report, name)
+    ]
+    if mismatched:
+        raise ValueError(
+            f"{str(json_path)!r} holds a sweep with different settings ({', '.join(mismatched)}: "
+            f"{[getattr(previous, name) for name in mismatched]} there, "
+            f"{[getattr(report, name) for name in mismatched]} now). Use another output_dir or "
+            "delete the file to start over."
+        )
+    return {"clean_accuracy": previous.clean_accuracy, "num_examples": previous.num_examples,
+            "rows": previous.rows()}
