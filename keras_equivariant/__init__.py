@@ -5,3 +5,6 @@ Subpackages (one concept each): ``groups``, ``layers``, ``models``, ``attacks``,
 """
 
 __version__ = "0.1.0"
+
+from keras_equivariant import layers
+from keras_equivariant.equivariance import check_equivariance
