@@ -79,7 +79,7 @@ def is_integer_scale(scale: float) -> bool:
 
 
 def geometric_ratio(scales) -> float | None:
-    """Returns ``q`` if ``scales[i + 1] / scales[i] == q`` for all ``i`` (1e-3 relative), else None.
+    """Returns ``q`` if ``scales[i + 1] / scales[i] == q`` for all ``i`` (1 % relative), else None.
 
     A single scale has no ratio and returns ``None``.
     """
@@ -87,7 +87,7 @@ def geometric_ratio(scales) -> float | None:
     if len(scales) < 2:
         return None
     ratios = [later / earlier for earlier, later in zip(scales, scales[1:])]
-    if max(ratios) - min(ratios) > 1e-3 * ratios[0]:
+    if max(ratios) - min(ratios) > 1e-2 * ratios[0]:
         return None
     return float(np.mean(ratios))
 

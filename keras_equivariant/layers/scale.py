@@ -314,20 +314,6 @@ class ScaleConv2D(keras.layers.Layer):
             return inputs
         return inputs[:, crops[0] : -crops[0] or None, crops[1] : -crops[1] or None, :]
 
-    def _conv_at_scale(self, inputs, index):
-        scale = self.scales[index]
-        if is_integer_scale(scale) and self.strides == (1, 1):
-            padding = "same" if self.padding == "same" else "valid"
-            if padding == "valid":
-                inputs = self._spatial_input(inputs, index)
-            return ops.conv(
-                inputs, self.kernel, strides=1, padding=padding, dilation_rate=int(round(scale))
-            )
-        kernel = self.kernel if scale == 1 else self._expand(index)
-        return ops.conv(
-            self._spatial_input(inputs, index), kernel, strides=self.strides, padding="valid"
-        )
-
     def _blur(self, inputs, weights):
         channels = inputs.shape[-1]
         tiled = np.tile(weights[:, None, None, None], (1, 1, channels, 1))
@@ -338,30 +324,78 @@ class ScaleConv2D(keras.layers.Layer):
         blurred = ops.depthwise_conv(inputs, vertical, padding="same")
         return ops.depthwise_conv(blurred, horizontal, padding="same")
 
-    def _scale_window(self, inputs, index):
-        """Input scales ``index .. index + scale_size - 1`` merged into channels (tap major)."""
-        window = inputs[:, :, :, index : index + self.scale_size, :]
-        missing = index + self.scale_size - self.num_scales
-        if missing > 0:
-            if self.scale_padding == "zeros":
-                fill = ops.zeros_like(inputs[:, :, :, -1:, :])
+    def _scale_windows(self, inputs):
+        """Input scales ``i .. i + scale_size - 1`` of every output scale, merged into channels.
+
+        Returns ``(window, num_taps)`` pairs; windows that run past the coarsest scale hold only
+        the ``num_taps`` existing scales (the missing ones are handled by the kernel, see
+        :meth:`_window_kernel`). The scale axis is merged into channels with a free reshape and
+        cut with ``split``: a strided slice of it would be ~4x slower to differentiate on CPU.
+        """
+        shape = ops.shape(inputs)
+        channels = inputs.shape[-1]
+        merged = ops.reshape(inputs, (-1, shape[1], shape[2], self.num_scales * channels))
+        pieces = None if self.num_scales == 1 else ops.split(merged, self.num_scales, axis=-1)
+        windows = []
+        for index in range(self.num_scales):
+            stop = min(index + self.scale_size, self.num_scales)
+            if index == 0 and stop == self.num_scales:
+                window = merged
+            elif stop - index == 1:
+                window = pieces[index]
             else:
-                fill = inputs[:, :, :, -1:, :]
-            window = ops.concatenate([window] + [fill] * missing, axis=3)
-        if self.scale_size == 1:
-            return window[:, :, :, 0, :]
-        shape = ops.shape(window)
-        return ops.reshape(window, (shape[0], shape[1], shape[2], self.scale_size * shape[4]))
+                window = ops.concatenate(pieces[index:stop], axis=-1)
+            windows.append((window, stop - index))
+        return windows
+
+    def _window_kernel(self, kernel, num_taps):
+        """The kernel for a window with only ``num_taps`` of the ``scale_size`` input scales.
+
+        ``scale_padding="zeros"`` drops the taps of the missing scales (exactly what zero
+        padding computes); ``"replicate"`` adds them onto the tap of the coarsest scale, which
+        the missing scales would repeat.
+        """
+        if num_taps == self.scale_size:
+            return kernel
+        channels = kernel.shape[2] // self.scale_size
+        kept = kernel[:, :, : num_taps * channels, :]
+        if self.scale_padding == "zeros":
+            return kept
+        missing = ops.reshape(
+            kernel[:, :, (num_taps - 1) * channels :, :],
+            (kernel.shape[0], kernel.shape[1], self.scale_size - num_taps + 1, channels, -1),
+        )
+        return ops.concatenate(
+            [kept[:, :, : (num_taps - 1) * channels, :], ops.sum(missing, axis=2)], axis=2
+        )
+
+    def _conv_at_scale(self, inputs, index, num_taps):
+        scale = self.scales[index]
+        if is_integer_scale(scale) and self.strides == (1, 1):
+            kernel = self._window_kernel(self.kernel, num_taps)
+            if self.padding == "valid":
+                inputs = self._spatial_input(inputs, index)
+            return ops.conv(
+                inputs, kernel, strides=1, padding=self.padding, dilation_rate=int(round(scale))
+            )
+        kernel = self.kernel if scale == 1 else self._expand(index)
+        kernel = self._window_kernel(kernel, num_taps)
+        return ops.conv(
+            self._spatial_input(inputs, index), kernel, strides=self.strides, padding="valid"
+        )
 
     def call(self, inputs):
-        outputs = []
-        for index in range(self.num_scales):
-            if self._lifting:
-                blur = self._blur_kernels[index]
-                scale_input = inputs if blur is None else self._blur(inputs, blur)
-            else:
-                scale_input = self._scale_window(inputs, index)
-            outputs.append(self._conv_at_scale(scale_input, index))
+        if self._lifting:
+            windows = [
+                (inputs if blur is None else self._blur(inputs, blur), 1)
+                for blur in self._blur_kernels
+            ]
+        else:
+            windows = self._scale_windows(inputs)
+        outputs = [
+            self._conv_at_scale(window, index, num_taps)
+            for index, (window, num_taps) in enumerate(windows)
+        ]
         outputs = ops.stack(outputs, axis=3)
         if self.use_bias:
             outputs = outputs + self.bias
