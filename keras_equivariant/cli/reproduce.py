@@ -1,0 +1,371 @@
+"""``keras-equivariant reproduce``: train and evaluate a set of models, write ``report.md``.
+
+Every stage (training, each attack sweep, CLEVER, the equivariance check) keeps its results
+in the model's run directory and is skipped when a rerun finds it done, so an interrupted
+``reproduce`` continues where it stopped. ``results.json`` is rewritten after every stage.
+
+Layout of ``<output-dir>`` (default ``runs/reproduce-<preset>``):
+
+```
+report.md  results.json  robust_accuracy_fgsm.png  robust_accuracy_pgd.png
+<run name>/               one `keras-equivariant train` run directory per model
+    evaluation/fgsm/ evaluation/pgd/   robust-accuracy CSV/JSON (resumable)
+    evaluation/clever_2.json           CLEVER scores per image (resumable)
+    evaluation/equivariance.json       relative errors of the logits under C4
+```
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import time
+from pathlib import Path
+
+from keras_equivariant.cli import _common
+
+HELP = "train + evaluate several models with one protocol and write report.md"
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """What ``reproduce`` runs. Budgets ``eps`` are in the protocol's unit (pixels for
+    ``"default"``, the paper's normalized [-1, 1] units for ``"paper"``)."""
+
+    name: str
+    description: str
+    models: tuple
+    depth: int
+    variant: str
+    epochs: int
+    batch_size: int
+    lr_schedule: str  # "constant", "step", "cosine" or "paper" (the official per-model schedule)
+    max_train_examples: int | None
+    max_test_examples: int | None
+    protocol: str
+    eps: tuple
+    pgd_steps: int | None
+    clever_images: int
+    clever_preset: str
+    clever_norm: str
+    equivariance_images: int
+
+
+PRESETS = {
+    "quick": Preset(
+        name="quick",
+        description=(
+            "CPU smoke reproduction (about 20 minutes on 2 CPU cores with the 4,660-image "
+            "CIFAR-10 subset): 3 depth-4 models, 4 epochs on the first 4000 training images "
+            "(class-balanced), attacks on 300 class-balanced test images, PGD-10 with random start "
+            "(default protocol, pixel eps), CLEVER-L2 ('fast' sampling) on 3 images. Numbers show "
+            "the pipeline works; they are far from converged models."),
+        models=("BaselineCNN", "ParallelGCNN", "ParallelRotScaleGCNN"),
+        depth=4, variant="equivariant", epochs=4, batch_size=128, lr_schedule="constant",
+        max_train_examples=4000, max_test_examples=300, protocol="default",
+        eps=(0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255), pgd_steps=10,
+        clever_images=3, clever_preset="fast", clever_norm="2", equivariance_images=16,
+    ),
+    "paper": Preset(
+        name="paper",
+        description=(
+            "The paper's protocol: the five 10-layer models (official 'paper' variants), full "
+            "CIFAR-10, 200 epochs, Adam 1e-3, batch 128, the official per-model LR schedule, "
+            "no augmentation, evaluated on the full test set with the official FGSM/PGD-40 "
+            "protocol at eps 0.01..0.15 (normalized units = pixel eps/2), CLEVER-L2 with the "
+            "paper sampling budget on 100 images. Needs a GPU (days on a CPU)."),
+        models=_common.MODEL_NAMES,
+        depth=10, variant="paper", epochs=200, batch_size=128, lr_schedule="paper",
+        max_train_examples=None, max_test_examples=None, protocol="paper",
+        eps=tuple(round(0.01 * step, 2) for step in range(16)), pgd_steps=None,
+        clever_images=100, clever_preset="paper", clever_norm="2", equivariance_images=100,
+    ),
+}
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser(
+        "reproduce", help=HELP, description=HELP + ". Resumable: rerun the same command after "
+        "an interruption. Presets: " + " ".join(
+            f"'{preset.name}': {preset.description}" for preset in PRESETS.values()))
+    parser.add_argument("--preset", choices=tuple(PRESETS), default="quick",
+                        help="(default: %(default)s)")
+    _common.add_data_arguments(parser)
+    parser.add_argument("--output-dir", default=None,
+                        help="default: runs/reproduce-<preset>")
+    parser.add_argument("--models", nargs="+", choices=_common.MODEL_NAMES, default=None,
+                        help="override the preset's models")
+    parser.add_argument("--depth", type=int, choices=(4, 10), default=None)
+    parser.add_argument("--epochs", type=_common.positive_int, default=None)
+    parser.add_argument("--max-train-examples", type=_common.positive_int, default=None)
+    parser.add_argument("--max-test-examples", type=_common.positive_int, default=None)
+    parser.add_argument("--clever-images", type=int, default=None,
+                        help="images for CLEVER; 0 skips CLEVER")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
+                        help="Keras fit verbosity (1: progress bars)")
+    parser.set_defaults(run=run)
+    return parser
+
+
+def run(args):
+    preset = PRESETS[args.preset]
+    overrides = {
+        "models": None if args.models is None else tuple(args.models),
+        "depth": args.depth, "epochs": args.epochs,
+        "max_train_examples": args.max_train_examples,
+        "max_test_examples": args.max_test_examples, "clever_images": args.clever_images,
+    }
+    preset = dataclasses.replace(preset, **{key: value for key, value in overrides.items()
+                                            if value is not None})
+    output_dir = Path(args.output_dir or f"runs/reproduce-{preset.name}")
+    return reproduce(preset, output_dir, dataset=args.dataset, data_dir=args.data_dir,
+                     seed=args.seed, verbose=args.verbose)
+
+
+def reproduce(preset, output_dir, dataset="cifar10", data_dir=None, seed=0, verbose=1):
+    """Runs ``preset`` (a ``Preset`` or a name in ``PRESETS``) into ``output_dir``; returns the
+    results dict also written to ``results.json``."""
+    from keras_equivariant import data, training
+    from keras_equivariant.utils import io
+
+    if isinstance(preset, str):
+        preset = PRESETS[_check_preset(preset)]
+    output_dir = Path(output_dir)
+    results_path = output_dir / "results.json"
+    # Fail on missing data before any work; this also reports what the subset holds.
+    _, _, train_info = data.load_arrays(dataset, "train", data_dir=data_dir,
+                                        max_examples=preset.max_train_examples, with_info=True)
+    _, _, test_info = data.load_arrays(dataset, "test", data_dir=data_dir,
+                                       max_examples=preset.max_test_examples, with_info=True)
+    results = io.read_json(results_path, default={})
+    results.update({
+        "preset": dataclasses.asdict(preset),
+        "dataset": {"name": dataset, "train": train_info.description,
+                    "test": test_info.description},
+        "hardware": hardware_description(),
+        "models": results.get("models", {}),
+    })
+    start = time.perf_counter()
+    previous_seconds = results.get("wall_seconds_before_resume", 0.0) + results.get(
+        "wall_seconds_this_session", 0.0)
+    results["wall_seconds_before_resume"] = previous_seconds
+
+    def save():
+        results["wall_seconds_this_session"] = time.perf_counter() - start
+        results["wall_seconds"] = previous_seconds + results["wall_seconds_this_session"]
+        io.atomic_write_json(results_path, results)
+
+    lr_schedules = {name: (training.PAPER_LR_SCHEDULES[name] if preset.lr_schedule == "paper"
+                           else preset.lr_schedule) for name in preset.models}
+    for index, model_name in enumerate(preset.models, start=1):
+        entry = results["models"].setdefault(model_name, {})
+        entry.setdefault("stage_seconds", {})
+        header = f"[{index}/{len(preset.models)}] {model_name} (depth {preset.depth})"
+
+        print(f"{header}: training")
+        stage = time.perf_counter()
+        summary = training.train(
+            model_name, depth=preset.depth, variant=preset.variant, dataset=dataset,
+            epochs=preset.epochs, batch_size=preset.batch_size,
+            lr_schedule=lr_schedules[model_name], data_dir=data_dir, output_dir=output_dir,
+            seed=seed, max_train_examples=preset.max_train_examples,
+            max_test_examples=preset.max_test_examples, verbose=verbose)
+        entry["training"] = summary
+        entry["stage_seconds"].setdefault("training", time.perf_counter() - stage)
+        save()
+        run_dir = Path(summary["run_dir"])
+        model = _common.load_model(summary["model_path"])
+
+        print(f"{header}: FGSM and PGD sweeps")
+        stage = time.perf_counter()
+        from keras_equivariant.cli.evaluate import attack_sweeps
+
+        reports = attack_sweeps(
+            model, run_dir / "evaluation", attacks=("fgsm", "pgd"), eps=list(preset.eps),
+            protocol=preset.protocol, steps=preset.pgd_steps, dataset=dataset,
+            data_dir=data_dir, max_examples=preset.max_test_examples,
+            batch_size=preset.batch_size)
+        entry["attacks"] = {attack: accuracy_by_eps(report) for attack, report in reports.items()}
+        entry["stage_seconds"]["attacks"] = time.perf_counter() - stage
+        save()
+
+        if preset.clever_images > 0:
+            print(f"{header}: CLEVER-{preset.clever_norm} ({preset.clever_preset}) on "
+                  f"{preset.clever_images} images")
+            stage = time.perf_counter()
+            from keras_equivariant.cli.clever import clever_summary
+
+            entry["clever"] = clever_summary(
+                model, run_dir / "evaluation" / f"clever_{preset.clever_norm}.json",
+                num_images=preset.clever_images, preset=preset.clever_preset,
+                norm=preset.clever_norm, seed=seed, dataset=dataset, data_dir=data_dir)
+            entry["stage_seconds"]["clever"] = time.perf_counter() - stage
+            save()
+
+        print(f"{header}: equivariance check (C4 rotations of the input, logits compared)")
+        entry["equivariance"] = equivariance_errors(
+            model, run_dir / "evaluation" / "equivariance.json",
+            num_images=preset.equivariance_images, dataset=dataset, data_dir=data_dir)
+        save()
+
+    write_plots(results, output_dir)
+    io.atomic_write_text(output_dir / "report.md", render_report(results))
+    save()
+    print(f"report: {output_dir / 'report.md'} (wall time {results['wall_seconds']:.0f} s)")
+    return results
+
+
+def _check_preset(name):
+    from keras_equivariant.utils.validation import check_choice
+
+    return check_choice(name, PRESETS, "preset")
+
+
+def accuracy_by_eps(report):
+    """``{eps: accuracy}`` (eps as a string, accuracy in [0, 1]) from a robust-accuracy report."""
+    return {f"{float(eps):.6g}": float(accuracy)
+            for eps, accuracy in zip(report.eps, report.accuracy)}
+
+
+def equivariance_errors(model, output_path, num_images=16, dataset="cifar10", data_dir=None):
+    """Relative errors of the model's logits under the C4 rotations of ``num_images`` test
+    images (``keras_equivariant.check_equivariance``); cached in ``output_path``."""
+    from keras_equivariant import check_equivariance, data
+    from keras_equivariant.utils import io
+
+    cached = io.read_json(output_path)
+    if cached is not None and cached.get("num_images") == num_images:
+        return cached
+    images, _ = data.load_arrays(dataset, "test", data_dir=data_dir, max_examples=num_images)
+    errors = check_equivariance(model, images.astype("float32") / 255.0, group="C4")
+    payload = {"group": "C4", "num_images": num_images,
+               "relative_errors": {str(key): float(value) for key, value in errors.items()}}
+    payload["max_relative_error"] = max(payload["relative_errors"].values())
+    io.atomic_write_json(output_path, payload)
+    return payload
+
+
+def hardware_description():
+    """CPU model, core count, GPUs and versions, for the report."""
+    import keras
+    import tensorflow as tf
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as file:
+            cpu = next(line.split(":", 1)[1].strip() for line in file
+                       if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {
+        "cpu": cpu,
+        "cpu_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+        else os.cpu_count(),
+        "gpus": [device.name for device in tf.config.list_physical_devices("GPU")],
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+    }
+
+
+def write_plots(results, output_dir):
+    """``robust_accuracy_<attack>.png``: accuracy against eps, one curve per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    unit = "pixel eps" if results["preset"]["protocol"] == "default" else "eps (normalized units)"
+    for attack in ("fgsm", "pgd"):
+        figure, axis = plt.subplots(figsize=(6, 4))
+        for model_name, entry in results["models"].items():
+            curve = entry.get("attacks", {}).get(attack)
+            if curve:
+                eps = [float(value) for value in curve]
+                scale = 255 if results["preset"]["protocol"] == "default" else 1
+                axis.plot([value * scale for value in eps],
+                          [100 * value for value in curve.values()], marker="o", label=model_name)
+        axis.set_xlabel(f"{unit}{' x 255' if unit == 'pixel eps' else ''}")
+        axis.set_ylabel("accuracy (%)")
+        axis.set_title(f"{attack.upper()} ({results['dataset']['name']}, "
+                       f"{results['preset']['name']} preset)")
+        axis.set_ylim(0, 100)
+        axis.grid(alpha=0.3)
+        axis.legend()
+        figure.tight_layout()
+        figure.savefig(Path(output_dir) / f"robust_accuracy_{attack}.png", dpi=120)
+        plt.close(figure)
+
+
+def render_report(results):
+    """The markdown report: one table of headline numbers and one per attack."""
+    preset = results["preset"]
+    hardware = results["hardware"]
+    protocol_unit = "pixel units x 255" if preset["protocol"] == "default" else \
+        "normalized units (pixel eps = eps/2)"
+    lines = [
+        f"# keras-equivariant reproduce: `{preset['name']}` preset",
+        "",
+        preset["description"],
+        "",
+        f"- Data: train = {results['dataset']['train']}; test = {results['dataset']['test']}.",
+        f"- Models: depth {preset['depth']}, variant `{preset['variant']}`; {preset['epochs']} "
+        f"epochs, batch {preset['batch_size']}, Adam 1e-3, LR schedule `{preset['lr_schedule']}`, "
+        "no augmentation.",
+        f"- Attacks: `{preset['protocol']}` protocol, L-inf, eps in {protocol_unit}; PGD steps: "
+        f"{preset['pgd_steps'] or 'protocol default'}.",
+        f"- CLEVER: L{preset['clever_norm']}, `{preset['clever_preset']}` sampling, "
+        f"{preset['clever_images']} test images (an estimate, not a certificate).",
+        f"- Equivariance: max relative error of the logits under 90/180/270-degree rotations of "
+        f"{preset['equivariance_images']} test images (0 = rotation-invariant predictions).",
+        f"- Hardware: {hardware['cpu']}, {hardware['cpu_cores']} cores, GPUs: "
+        f"{', '.join(hardware['gpus']) or 'none'}; TensorFlow {hardware['tensorflow']}, "
+        f"Keras {hardware['keras']}.",
+        f"- Total wall time: {results.get('wall_seconds', 0) / 60:.1f} min.",
+        "",
+        "## Summary",
+        "",
+        "| model | parameters | train time (s) | clean acc. (%) | FGSM acc. @ largest eps (%) "
+        "| PGD acc. @ largest eps (%) | CLEVER median | equivariance error |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for model_name, entry in results["models"].items():
+        training = entry.get("training", {})
+        attacks = entry.get("attacks", {})
+        clever = entry.get("clever")
+        equivariance = entry.get("equivariance")
+        lines.append(
+            f"| {model_name} | {training.get('num_parameters', 0):,} | "
+            f"{training.get('train_seconds', float('nan')):.0f} | "
+            f"{_percent(training.get('test_accuracy'))} | "
+            f"{_percent(_last(attacks.get('fgsm')))} | {_percent(_last(attacks.get('pgd')))} | "
+            f"{'n/a' if not clever else format(clever['median'], '.4g')} | "
+            f"{'n/a' if not equivariance else format(equivariance['max_relative_error'], '.3g')} |")
+    for attack in ("fgsm", "pgd"):
+        eps_values = sorted({eps for entry in results["models"].values()
+                             for eps in entry.get("attacks", {}).get(attack, {})}, key=float)
+        if not eps_values:
+            continue
+        scale = 255 if preset["protocol"] == "default" else 1
+        lines += ["", f"## {attack.upper()} accuracy (%) per eps ({protocol_unit})", "",
+                  "| model | " + " | ".join(f"{float(eps) * scale:.3g}" for eps in eps_values)
+                  + " |",
+                  "|---|" + "---|" * len(eps_values)]
+        for model_name, entry in results["models"].items():
+            curve = entry.get("attacks", {}).get(attack, {})
+            lines.append(f"| {model_name} | "
+                         + " | ".join(_percent(curve.get(eps)) for eps in eps_values) + " |")
+    lines += ["", "Plots: `robust_accuracy_fgsm.png`, `robust_accuracy_pgd.png`. Raw numbers: "
+              "`results.json`.", ""]
+    return "\n".join(lines)
+
+
+def _last(curve):
+    return None if not curve else list(curve.values())[-1]
+
+
+def _percent(value):
+    return "n/a" if value is None else f"{100 * value:.1f}"

@@ -1,0 +1,299 @@
+"""Training with the paper's protocol: resumable, logged, and distributed when several devices exist.
+
+``train(...)`` is the Python API behind ``keras-equivariant train``. One call trains one model in
+``<output_dir>/<run_name>/``:
+
+```
+runs/<run_name>/
+    config.json            the arguments of the run (a rerun with other arguments is refused)
+    backup/                keras.callbacks.BackupAndRestore state (deleted when the run finishes)
+    checkpoints/last.keras the full model + optimizer after the latest finished epoch
+    logs/                  TensorBoard event files (`tensorboard --logdir runs/`; written when
+                           the optional `tensorboard` package is installed)
+    history.csv            one row per epoch: loss, accuracy, learning_rate, epoch_seconds
+    model.keras            the final model (written when all epochs are done)
+    summary.json           clean test accuracy, parameter count, training time, completion flag
+```
+
+A run that is killed resumes where it stopped when the same command is run again: weights,
+optimizer state and the epoch counter come back from ``backup/`` (written every epoch, or every
+``save_freq`` batches for mid-epoch backups; an interrupted epoch restarts from its beginning
+with the weights of the latest mid-epoch backup). A finished run is not retrained; asked for
+more epochs, it continues from ``checkpoints/last.keras``.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import math
+import time
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from keras_equivariant.utils import io, validation
+
+MODEL_NAMES = (
+    "BaselineCNN",
+    "ParallelGCNN",
+    "ParallelRotScaleGCNN",
+    "CascadedGCNN",
+    "WeightedParallelGCNN",
+)
+VARIANTS = ("equivariant", "paper")
+LR_SCHEDULES = ("constant", "step", "cosine")
+DISTRIBUTIONS = ("auto", "mirrored", "multi_worker", "none")
+
+# Paper protocol (official code): Adam(1e-3), batch 128, no augmentation, 200 epochs; the
+# StepLR(50, 0.1) schedule is used for these models and a constant rate for the others.
+PAPER_LR_SCHEDULES = {
+    "BaselineCNN": "constant",
+    "ParallelGCNN": "step",
+    "ParallelRotScaleGCNN": "constant",
+    "CascadedGCNN": "step",
+    "WeightedParallelGCNN": "step",
+}
+
+# Arguments that define a run: resuming with different values would silently mix two runs.
+# (`epochs` may grow: a finished run asked for more epochs continues from its checkpoint.)
+_CONFIG_KEYS = (
+    "model_name", "depth", "variant", "dataset", "batch_size", "learning_rate",
+    "lr_schedule", "lr_step_epochs", "lr_decay_rate", "augment", "seed", "max_train_examples",
+)
+
+
+def build_model(model_name, depth=10, variant="equivariant", num_classes=10,
+                input_shape=(32, 32, 3)):
+    """Builds one of the library's models by name (see ``MODEL_NAMES``)."""
+    validation.check_choice(model_name, MODEL_NAMES, "model_name")
+    import keras_equivariant
+
+    builder = getattr(keras_equivariant, model_name)
+    return builder(num_classes=num_classes, depth=depth, input_shape=input_shape, variant=variant)
+
+
+def default_run_name(model_name, depth, variant, dataset, seed):
+    """The run directory name used when none is given, e.g. ``ParallelGCNN-d4-equivariant-cifar10-s0``."""
+    return f"{model_name}-d{depth}-{variant}-{dataset}-s{seed}"
+
+
+def learning_rate_at(epoch, learning_rate, lr_schedule="constant", epochs=200, lr_step_epochs=50,
+                     lr_decay_rate=0.1):
+    """The learning rate of (zero-based) ``epoch`` under ``lr_schedule``.
+
+    ``"constant"``: ``learning_rate``; ``"step"``: multiplied by ``lr_decay_rate`` every
+    ``lr_step_epochs`` epochs (PyTorch ``StepLR``); ``"cosine"``: cosine decay to 0 over ``epochs``.
+    """
+    validation.check_choice(lr_schedule, LR_SCHEDULES, "lr_schedule")
+    if lr_schedule == "constant":
+        return float(learning_rate)
+    if lr_schedule == "step":
+        return float(learning_rate * lr_decay_rate ** (epoch // lr_step_epochs))
+    return float(0.5 * learning_rate * (1.0 + math.cos(math.pi * epoch / epochs)))
+
+
+def select_strategy(distribution="auto"):
+    """Returns the ``tf.distribute`` strategy for ``distribution``.
+
+    ``"auto"``: ``MirroredStrategy`` over all GPUs when there are several (or over several logical
+    CPU devices when they were configured), the default strategy otherwise; ``"mirrored"``:
+    always ``MirroredStrategy``; ``"multi_worker"``: ``MultiWorkerMirroredStrategy`` (configure the
+    cluster with the ``TF_CONFIG`` environment variable on every machine); ``"none"``: default.
+    """
+    validation.check_choice(distribution, DISTRIBUTIONS, "distribution")
+    if distribution == "none":
+        return tf.distribute.get_strategy()
+    if distribution == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = tf.config.list_logical_devices("GPU")
+    devices = gpus if gpus else tf.config.list_logical_devices("CPU")
+    if distribution == "mirrored" or len(devices) > 1:
+        return tf.distribute.MirroredStrategy([device.name for device in devices])
+    return tf.distribute.get_strategy()
+
+
+class _EpochTimer(keras.callbacks.Callback):
+    """Adds ``epoch_seconds`` to the epoch logs, so that ``CSVLogger`` records it."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["epoch_seconds"] = time.perf_counter() - self._start
+
+
+def train(model_name, depth=10, variant="equivariant", dataset="cifar10", epochs=200,
+          batch_size=128, learning_rate=1e-3, lr_schedule="constant", lr_step_epochs=50,
+          lr_decay_rate=0.1, augment=False, data_dir=None, output_dir="runs", run_name=None,
+          seed=0, max_train_examples=None, max_test_examples=None, save_freq="epoch",
+          distribution="auto", verbose="auto", callbacks=None):
+    """Trains a model by name with the paper's protocol and returns the run summary.
+
+    Defaults follow the official code: Adam(1e-3), batch 128, cross-entropy on logits, no data
+    augmentation, no validation split, last-epoch model kept. The run is resumable (see the module
+    docstring for the directory layout) and runs under ``select_strategy(distribution)``.
+
+    Args:
+        model_name: one of ``MODEL_NAMES``.
+        depth: number of convolutional layers, 4 or 10.
+        variant: ``"equivariant"`` (layers exactly as equivariant as the group allows) or
+            ``"paper"`` (the official code's architecture, quirks included).
+        dataset: dataset name understood by ``keras_equivariant.data.load_dataset``.
+        epochs: number of epochs.
+        batch_size: global batch size (split across replicas).
+        learning_rate: Adam learning rate.
+        lr_schedule: ``"constant"``, ``"step"`` (``lr_decay_rate`` every ``lr_step_epochs``) or
+            ``"cosine"``.
+        augment: random crops and flips during training (off in the paper).
+        data_dir: where the data lives (``None``: the data module's default).
+        output_dir: parent of the run directory.
+        run_name: run directory name; default ``default_run_name(...)``.
+        seed: seeds Python, NumPy, TF (``keras.utils.set_random_seed``) and data shuffling.
+        max_train_examples, max_test_examples: use only the first examples of each split.
+        save_freq: ``"epoch"`` or a number of batches between mid-epoch backups.
+        distribution: see ``select_strategy``.
+        verbose: ``model.fit`` verbosity (``"auto"``: progress bar).
+        callbacks: extra Keras callbacks, run after the library's own.
+
+    Returns:
+        The dict stored in ``summary.json``: ``run_dir``, ``model_path``, ``test_accuracy``,
+        ``test_loss``, ``num_parameters``, ``train_seconds``, ``epochs_completed``, ``completed``.
+    """
+    from keras_equivariant import data
+
+    validation.check_choice(model_name, MODEL_NAMES, "model_name")
+    validation.check_choice(depth, (4, 10), "depth")
+    validation.check_choice(variant, VARIANTS, "variant")
+    validation.check_positive_int(epochs, "epochs")
+    validation.check_positive_int(batch_size, "batch_size")
+    validation.check_positive_int(lr_step_epochs, "lr_step_epochs")
+    if not learning_rate > 0:
+        raise ValueError(f"`learning_rate` must be > 0; received {learning_rate}.")
+    validation.check_choice(lr_schedule, LR_SCHEDULES, "lr_schedule")
+    if save_freq != "epoch":
+        validation.check_positive_int(save_freq, "save_freq")
+    for name, value in (("max_train_examples", max_train_examples),
+                        ("max_test_examples", max_test_examples)):
+        if value is not None:
+            validation.check_positive_int(value, name)
+
+    config = {
+        "model_name": model_name, "depth": depth, "variant": variant, "dataset": dataset,
+        "epochs": epochs, "batch_size": batch_size, "learning_rate": float(learning_rate),
+        "lr_schedule": lr_schedule, "lr_step_epochs": lr_step_epochs,
+        "lr_decay_rate": float(lr_decay_rate), "augment": bool(augment), "seed": seed,
+        "max_train_examples": max_train_examples, "max_test_examples": max_test_examples,
+        "data_dir": None if data_dir is None else str(data_dir),
+    }
+    run_dir = Path(output_dir) / (run_name or default_run_name(model_name, depth, variant,
+                                                                dataset, seed))
+    previous = io.read_json(run_dir / "config.json")
+    if previous is not None:
+        changed = {key: (previous.get(key), config[key]) for key in _CONFIG_KEYS
+                   if previous.get(key) != config[key]}
+        if changed:
+            raise ValueError(
+                f"Run directory {run_dir} holds a run with other settings "
+                f"(setting: (stored, requested)) {changed}. Resume it with the stored settings, "
+                "or pick another `run_name`/`output_dir`."
+            )
+    summary = io.read_json(run_dir / "summary.json")
+    if summary is not None and summary.get("completed") and summary["epochs_completed"] >= epochs:
+        print(f"{run_dir}: already trained ({summary['epochs_completed']} epochs); skipping.")
+        return summary
+    checkpoint_path = run_dir / "checkpoints" / "last.keras"
+    # A finished run asked for more epochs continues from its last checkpoint.
+    initial_epoch = summary["epochs_completed"] if summary is not None and summary.get(
+        "completed") and checkpoint_path.exists() else 0
+
+    # Loading the data first makes a missing data directory fail before any model is built.
+    train_data = data.load_dataset(dataset, "train", data_dir=data_dir, batch_size=batch_size,
+                                   shuffle=True, augment=augment, seed=seed,
+                                   max_examples=max_train_examples)
+    test_data = data.load_dataset(dataset, "test", data_dir=data_dir, batch_size=batch_size,
+                                  shuffle=False, max_examples=max_test_examples)
+    info = data.dataset_info(dataset, "train")
+    io.atomic_write_json(run_dir / "config.json", config)
+
+    keras.utils.set_random_seed(seed)
+    strategy = select_strategy(distribution)
+    with strategy.scope():
+        if initial_epoch:
+            model = keras.saving.load_model(checkpoint_path)
+        else:
+            model = build_model(model_name, depth=depth, variant=variant,
+                                num_classes=info.num_classes, input_shape=info.image_shape)
+            model.compile(
+                optimizer=keras.optimizers.Adam(learning_rate),
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                metrics=["accuracy"],
+            )
+
+    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    library_callbacks = [
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup"), save_freq=save_freq),
+        keras.callbacks.LearningRateScheduler(
+            lambda epoch: learning_rate_at(epoch, learning_rate, lr_schedule, epochs,
+                                           lr_step_epochs, lr_decay_rate)),
+        _EpochTimer(),
+        keras.callbacks.ModelCheckpoint(str(run_dir / "checkpoints" / "last.keras")),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+    ]
+    if importlib.util.find_spec("tensorboard") is not None:
+        library_callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "logs"),
+                                                             write_graph=False))
+    else:
+        print("TensorBoard logs are off: the `tensorboard` package is not installed "
+              "(`pip install tensorboard` turns them on); history.csv has the same numbers.")
+    print(f"Training {model_name} (depth {depth}, {variant}) for {epochs} epochs on {dataset} "
+          f"with {strategy.num_replicas_in_sync} replica(s); run directory {run_dir}")
+    model.fit(train_data, epochs=epochs, initial_epoch=initial_epoch, verbose=verbose,
+              shuffle=False,
+              callbacks=library_callbacks + list(callbacks or []))
+
+    model_path = run_dir / "model.keras"
+    model.save(model_path)
+    test_loss, test_accuracy = model.evaluate(test_data, verbose=verbose)
+    history = read_history(run_dir)
+    summary = {
+        "run_dir": str(run_dir),
+        "model_path": str(model_path),
+        "model_name": model_name,
+        "depth": depth,
+        "variant": variant,
+        "dataset": dataset,
+        "test_accuracy": float(test_accuracy),
+        "test_loss": float(test_loss),
+        "num_parameters": int(model.count_params()),
+        "train_seconds": float(sum(row.get("epoch_seconds", 0.0) for row in history)),
+        "epochs_completed": len(history),
+        "num_replicas": int(strategy.num_replicas_in_sync),
+        "completed": True,
+    }
+    io.atomic_write_json(run_dir / "summary.json", summary)
+    return summary
+
+
+def read_history(run_dir):
+    """Returns ``run_dir/history.csv`` as a list of dicts, one per epoch (later rows win)."""
+    path = Path(run_dir) / "history.csv"
+    if not path.exists():
+        return []
+    rows = {}
+    with open(path, newline="", encoding="utf-8") as file:
+        for row in csv.DictReader(file):
+            # CSVLogger pads missing validation columns with "NA".
+            values = {key: float(value) for key, value in row.items()
+                      if key is not None and value not in (None, "", "NA")}
+            rows[int(values["epoch"])] = values
+    return [rows[epoch] for epoch in sorted(rows)]
+
+
+__all__ = [
+    "MODEL_NAMES", "VARIANTS", "LR_SCHEDULES", "DISTRIBUTIONS", "PAPER_LR_SCHEDULES",
+    "build_model", "default_run_name", "learning_rate_at", "select_strategy", "train",
+    "read_history",
+]
