@@ -8,3 +8,10 @@ __version__ = "0.1.0"
 
 from keras_equivariant import layers
 from keras_equivariant.equivariance import check_equivariance
+from keras_equivariant.models import (
+    BaselineCNN,
+    CascadedGCNN,
+    ParallelGCNN,
+    ParallelRotScaleGCNN,
+    WeightedParallelGCNN,
+)

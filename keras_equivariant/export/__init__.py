@@ -1,1 +1,2 @@
 """keras_equivariant.export"""
+from keras_equivariant.export.fold import fold
