@@ -7,14 +7,15 @@
   (nested random masks).
 - :func:`rotation_feature_maps`, :func:`plot_rotation_equivariance`: the cyclic shift of the group
   axis of a rotation layer under a 90-degree rotation of its input.
+- :func:`plot_robustness_panels`: accuracy vs eps, one panel per attack (FGSM | PGD), several
+  models with seed bands (each panel drawn by ``keras_equivariant.metrics.plot_robust_accuracy``).
 - :func:`plot_corruption_heatmap`: CIFAR-10-C accuracy by corruption and severity.
-
-Accuracy-vs-eps curves are drawn by ``keras_equivariant.metrics`` (``metrics/plots.py``).
 """
 
 from keras_equivariant.visualize.corruption import corruption_tables, plot_corruption_heatmap
 from keras_equivariant.visualize.equivariance import (plot_rotation_equivariance,
                                                       rotation_feature_maps)
+from keras_equivariant.visualize.robustness import plot_robustness_panels
 from keras_equivariant.visualize.saliency import (find_penultimate_layer, plot_saliency_comparison,
                                                   saliency_maps)
 from keras_equivariant.visualize.tolerance import (perturbation_tolerance,

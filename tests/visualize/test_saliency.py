@@ -131,3 +131,33 @@ def test_comparison_figure_is_written(tmp_path, images):
     assert path.exists() and path.stat().st_size > 10_000
     with pytest.raises(ValueError, match="one batch per model"):
         plot_saliency_comparison(models, images, tmp_path / "x.png", adversarial_images=[images])
+
+
+BUILDERS = ["BaselineCNN", "ParallelGCNN", "ParallelRotScaleGCNN", "CascadedGCNN",
+            "WeightedParallelGCNN"]
+
+
+@pytest.mark.parametrize("variant", ["equivariant", "paper"])
+@pytest.mark.parametrize("builder", BUILDERS)
+def test_every_builder_explains_its_features_layer(builder, variant):
+    from keras_equivariant import models
+
+    model = getattr(models, builder)(num_classes=4, depth=4, input_shape=(16, 16, 3),
+                                     variant=variant)
+    layer = find_penultimate_layer(model)
+    # The builders' documented last spatial map, which the head's global max pool consumes.
+    assert layer is model.get_layer("features")
+    assert model.get_layer("global_max_pool").input is layer.output
+    images = np.random.default_rng(0).uniform(size=(2, 16, 16, 3)).astype("float32")
+    maps = saliency_maps(model, images, labels=[0, 3], method="gradcam++")
+    assert maps.shape == (2, 16, 16)
+    assert np.all(maps.max(axis=(1, 2)) - maps.min(axis=(1, 2)) > 0.1)
+
+
+def test_ten_layer_baseline_falls_back_from_its_one_by_one_features():
+    from keras_equivariant import models
+
+    model = models.BaselineCNN(num_classes=4, depth=10)
+    assert model.get_layer("features").output.shape[1:3] == (1, 1)
+    layer = find_penultimate_layer(model)
+    assert layer.name == "conv8_relu" and layer.output.shape[1:3] == (2, 2)
