@@ -72,8 +72,14 @@ def load_dataset(name, split="train", data_dir=None, batch_size=128, shuffle=Non
 
     Example:
 
-    >>> train = load_dataset("cifar10", "train", data_dir="data/", max_examples=1000)
-    >>> fog = load_dataset("cifar10_corrupted", "test", corruption="fog", severity=3)
+    ```python
+    # Offline, from a folder holding cifar10_subset.npz or cifar-10-python.tar.gz:
+    train = load_dataset("cifar10", "train", data_dir="../shared/data", augment=True, seed=0)
+    # Online (tensorflow-datasets downloads on first use):
+    fog, info = load_dataset("cifar10_corrupted", "test", corruption="fog", severity=3,
+                             with_info=True)
+    model.evaluate(fog)
+    ```
     """
     batch_size = check_positive_int(batch_size, "batch_size")
     if seed is not None:
@@ -207,22 +213,34 @@ def _make_pipeline(images, labels, batch_size, shuffle, augment, seed):
     dataset = tf.data.Dataset.from_tensor_slices((images, labels))
     if shuffle:
         dataset = dataset.shuffle(labels.shape[0], seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size)
     if augment:
+        # One stateless seed pair per batch, drawn anew every epoch, reproducible with `seed`.
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         dataset = tf.data.Dataset.zip((dataset, seeds)).map(
-            _augment, num_parallel_calls=tf.data.AUTOTUNE)
-    dataset = dataset.batch(batch_size).map(_to_unit_range, num_parallel_calls=tf.data.AUTOTUNE)
+            _augment_batch, num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.map(_to_unit_range, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def _augment(example, seed):
-    image, label = example
-    crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
+def _augment_batch(batch, seed):
+    """Per image: random crop of the zero-padded image, then random horizontal flip."""
+    images, labels = batch
     padding = AUGMENT_PADDING
-    image = tf.pad(image, [[padding, padding], [padding, padding], [0, 0]])
-    image = tf.image.stateless_random_crop(image, IMAGE_SHAPE, seed=crop_seed)
-    image = tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
-    return image, label
+    height, width = IMAGE_SHAPE[:2]
+    num_images = tf.shape(images)[0]
+    offset_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
+    offsets = tf.random.stateless_uniform([2, num_images], offset_seed, minval=0,
+                                          maxval=2 * padding + 1, dtype=tf.int32)
+    flips = tf.random.stateless_uniform([num_images, 1], flip_seed, minval=0, maxval=2,
+                                        dtype=tf.int32) > 0
+    padded = tf.pad(images, [[0, 0], [padding, padding], [padding, padding], [0, 0]])
+    rows = offsets[0][:, None] + tf.range(height)
+    columns = tf.range(width)
+    columns = offsets[1][:, None] + tf.where(flips, width - 1 - columns, columns)
+    images = tf.gather(padded, rows, axis=1, batch_dims=1)
+    images = tf.gather(images, columns, axis=2, batch_dims=1)
+    return images, labels
 
 
 def _to_unit_range(images, labels):

@@ -118,14 +118,17 @@ def test_augmentation_off_by_default_and_seeded_when_on(npz_dir):
     changed = np.any(images != reference, axis=(1, 2, 3))
     assert changed.mean() > 0.5
     np.testing.assert_array_equal(labels, np.arange(30) % 3)  # labels follow their images
-    # Each augmented image is a shifted and possibly flipped copy: its center pixels come from
-    # the original image (shift <= 4 pixels), so some 24x24 window of the original matches.
-    original, window = reference[5], images[5][4:28, 4:28]
-    candidates = [original[row:row + 24, col:col + 24] for row in range(9) for col in range(9)]
-    candidates += [np.flip(original, axis=1)[row:row + 24, col:col + 24]
-                   for row in range(9) for col in range(9)]
-    assert any(np.array_equal(window, crop) for crop in candidates)
-
+    # Each augmented image is a shifted (by <= 4 pixels) and possibly flipped copy of its
+    # original, so its central 24x24 window is a 24x24 window of the (flipped) original.
+    flipped_count = 0
+    for original, augmented_image in zip(reference, images):
+        window = augmented_image[4:28, 4:28]
+        matches = [any(np.array_equal(window, source[row:row + 24, col:col + 24])
+                       for row in range(9) for col in range(9))
+                   for source in (original, np.flip(original, axis=1))]
+        assert any(matches)
+        flipped_count += matches[1] and not matches[0]
+    assert 0 < flipped_count < 30
     np.testing.assert_array_equal(
         _collect(load_dataset("cifar10", "test", data_dir=npz_dir, batch_size=30,
                               augment=True, seed=7))[0], images)
