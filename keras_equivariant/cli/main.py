@@ -6,6 +6,7 @@ keras-equivariant evaluate runs/ParallelGCNN-d4-equivariant-cifar10-s0/model.ker
 keras-equivariant clever runs/.../model.keras --num-images 10
 keras-equivariant export runs/.../model.keras --name parallel_gcnn
 keras-equivariant reproduce --preset quick --data-dir ../shared/data
+keras-equivariant explain --models runs/a/model.keras runs/b/model.keras --data-dir ../shared/data
 ```
 
 Exit codes: 0 success; 1 missing or unreadable data/model files; 2 invalid arguments (argparse
@@ -17,9 +18,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from keras_equivariant.cli import clever, evaluate, export, reproduce, train
+from keras_equivariant.cli import clever, evaluate, explain, export, reproduce, train
 
-COMMANDS = (train, evaluate, clever, export, reproduce)
+COMMANDS = (train, evaluate, clever, export, reproduce, explain)
 
 
 def build_parser():
