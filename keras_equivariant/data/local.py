@@ -112,10 +112,10 @@ def _read_cifar_dir(root, name, split, num_classes):
                 f"The {name} {split} split is incomplete in {str(folder)!r}: missing {missing}. "
                 f"Extract the whole archive again from {DOWNLOAD_URLS[name]}."
             )
-        parts = [_read_with_context(path, lambda p=path: parse(p.read_bytes(), name, p), name)
+        parts = [validate_arrays(*_read_with_context(path, lambda p=path: parse(p.read_bytes(), name, p),
+                                                     name), num_classes, path)
                  for path in paths]
-        images, labels = _concatenate(parts)
-        return (*validate_arrays(images, labels, num_classes, folder), str(folder)), looked_for
+        return (*_concatenate(parts), str(folder)), looked_for
     for archive_name in archives:
         path = root / archive_name
         looked_for.append(str(path))
@@ -152,18 +152,20 @@ def read_archive(path, name, split, num_classes):
                        if member.isfile()}
             for names, parse in ((python_names, _parse_pickle), (binary_names, _parse_binary)):
                 if all(file_name in members for file_name in names):
-                    return _concatenate([
-                        parse(archive.extractfile(members[file_name]).read(), name,
-                              f"{path}:{members[file_name].name}")
-                        for file_name in names])
+                    parts = []
+                    for file_name in names:
+                        member_path = f"{path}:{members[file_name].name}"
+                        payload = archive.extractfile(members[file_name]).read()
+                        parts.append(validate_arrays(*parse(payload, name, member_path),
+                                                     num_classes, member_path))
+                    return _concatenate(parts)
         raise DataFormatError(
             f"{str(path)!r} holds no {name} {split} files: expected members named {python_names} "
             f"(python version) or {binary_names} (binary version). Download the archive again "
             f"from {DOWNLOAD_URLS[name]}."
         )
 
-    images, labels = _read_with_context(path, read, name)
-    return validate_arrays(images, labels, num_classes, path)
+    return _read_with_context(path, read, name)
 
 
 def read_npz(path, split, num_classes):
@@ -285,7 +287,7 @@ def _parse_binary(payload, name, path):
 
 
 def _planar_to_channels_last(data):
-    return np.ascontiguousarray(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)).astype(np.uint8, copy=False)
+    return np.ascontiguousarray(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
 
 
 def _read_with_context(path, read, name=None):

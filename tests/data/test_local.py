@@ -196,3 +196,12 @@ def test_pickle_written_with_str_keys_and_arrays(tmp_path, fake_cifar10):
     loaded_images, loaded_labels = load_arrays("cifar10", "test", data_dir=tmp_path)
     np.testing.assert_array_equal(loaded_images, images)
     np.testing.assert_array_equal(loaded_labels, labels)
+
+
+def test_pickle_with_non_uint8_pixels(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    payload = {b"data": np.full((2, 3072), 300, np.int64), b"labels": [0, 1]}
+    (folder / "test_batch").write_bytes(pickle.dumps(payload))
+    with pytest.raises(DataFormatError, match="test_batch.*dtype int64.*uint8"):
+        load_arrays("cifar10", "test", data_dir=tmp_path)

@@ -71,6 +71,25 @@ def test_tfds_failure_becomes_data_not_found(monkeypatch):
     assert "--data-dir" in message
 
 
+def test_prepared_tfds_folder_is_read_without_download(tmp_path, monkeypatch):
+    (tmp_path / "cifar10" / "3.0.2").mkdir(parents=True)
+    prepared = type("PreparedBuilder", (), {"is_prepared": lambda self: True})
+    monkeypatch.setattr(tfds, "builder", lambda name, data_dir: prepared())
+    calls = []
+    with tfds.testing.mock_data(num_examples=5):
+        mocked_load = tfds.load
+
+        def recording_load(name, **kwargs):
+            calls.append((name, kwargs))
+            return mocked_load(name, **kwargs)
+
+        monkeypatch.setattr(tfds, "load", recording_load)
+        _, labels, info = load_arrays("cifar10", "test", data_dir=tmp_path, with_info=True)
+    assert labels.shape == (5,) and info.source == f"tfds cifar10 in {str(tmp_path)!r}"
+    assert calls == [("cifar10", {"split": "test", "data_dir": str(tmp_path),
+                                  "as_supervised": True, "download": False})]
+
+
 @pytest.fixture
 def npz_dir(tmp_path):
     rng = np.random.default_rng(0)
