@@ -16,8 +16,9 @@ as the sole robustness evidence.
 
 Implementation: sampling, the forward/backward passes and the dual norms run on the device
 inside one ``tf.function`` per batch (chunked to bound memory); only the ``num_batches``
-maxima per target reach the host. For the untargeted score one batched Jacobian of the
-logits (``K`` backward passes, vectorized) serves all ``K - 1`` targets.
+maxima per target reach the host. For the untargeted score every chunk of samples gets ONE
+forward pass and one backward pass per target ``j`` (gradients of ``z_c - z_j`` from a
+persistent tape), so the same samples serve all ``K - 1`` targets.
 """
 
 from __future__ import annotations
@@ -229,7 +230,8 @@ def clever_u(model, image, num_batches=None, num_samples_per_batch=None, radius=
             samples stay in the ball; the score then estimates robustness over valid images
             only. ``False`` samples the whole ball (the model sees values outside [0, 1]).
         chunk_size: samples per forward/backward pass on the device. Peak memory grows with
-            ``chunk_size * num_classes`` (untargeted) times the model's activation size.
+            ``chunk_size`` times the model's activation size (plus ``num_classes - 1``
+            input-sized gradients per sample for the untargeted score).
         verbose: 0 silent, 1 progress bar over batches.
 
     Returns:
@@ -435,21 +437,20 @@ def _clever(model, image, target_class, num_batches, num_samples_per_batch, radi
         targets = [j for j in range(num_classes) if j != predicted]
 
     sampler = _sampler_for(model, config["norm"], config["chunk_size"], bool(clip),
-                           num_classes, targeted=target_class is not None)
+                           len(targets))
     maxima, zero_counts = sampler.batch_maxima(
-        image, predicted, target_class, config["radius"], config["num_batches"],
+        image, predicted, targets, config["radius"], config["num_batches"],
         config["num_samples_per_batch"], seed, verbose)
 
     scores = []
     for column, target in enumerate(targets):
-        column_in_sampler = column if target_class is not None else target
-        fit = fit_reverse_weibull(maxima[:, column_in_sampler])
+        fit = fit_reverse_weibull(maxima[:, column])
         margin = float(logits[predicted]) - float(logits[target])
         raw = math.inf if fit.estimate == 0.0 else margin / fit.estimate
         capped = raw >= config["radius"]
         scores.append(CleverTargetScore(
             target_class=target, score=min(raw, config["radius"]), margin=margin, fit=fit,
-            capped=bool(capped), num_zero_gradients=int(zero_counts[column_in_sampler])))
+            capped=bool(capped), num_zero_gradients=int(zero_counts[column])))
     critical = min(scores, key=lambda s: s.score)
     total_samples = config["num_batches"] * config["num_samples_per_batch"]
     if critical.num_zero_gradients:
@@ -541,87 +542,90 @@ def _logits_at(model, image) -> np.ndarray:
 _SAMPLERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def _sampler_for(model, norm, chunk_size, clip, num_classes, targeted):
+def _sampler_for(model, norm, chunk_size, clip, num_targets):
     per_model = _SAMPLERS.setdefault(model, {})
-    key = (norm, chunk_size, clip, num_classes, targeted)
+    key = (norm, chunk_size, clip, num_targets)
     if key not in per_model:
-        per_model[key] = _GradientNormSampler(model, norm, chunk_size, clip, num_classes,
-                                              targeted)
+        per_model[key] = _GradientNormSampler(model, norm, chunk_size, clip, num_targets)
     return per_model[key]
 
 
 class _GradientNormSampler:
-    """Per-batch maxima of dual-norm margin gradients, computed on the device.
+    """Per-batch maxima of the dual norms of ``grad (z_c - z_j)`` for a fixed number of
+    targets ``j``, computed on the device.
 
-    Untargeted: columns are all classes (the predicted class's column is 0 and ignored);
-    one batched Jacobian of the logits gives the gradients of every ``z_c - z_j``.
-    Targeted: one column, one backward pass of ``z_c - z_target``.
+    Each chunk of samples gets one forward pass and one backward pass per target from a
+    persistent tape. (On CPU this measured 2.5-3.5x faster than a vectorized
+    ``tape.batch_jacobian`` of all logits followed by differencing, for a 10-layer CNN.)
     """
 
-    def __init__(self, model, norm, chunk_size, clip, num_classes, targeted):
+    def __init__(self, model, norm, chunk_size, clip, num_targets):
         self._model = weakref.ref(model)  # the cache is keyed weakly on the model
         self.norm = norm
         self.chunk_size = chunk_size
         self.clip = clip
-        self.num_columns = 1 if targeted else num_classes
-        self.targeted = targeted
+        self.num_targets = num_targets
         self.generator = tf.random.Generator.from_seed(0)
         self._batch_statistics = tf.function(self._batch_statistics_impl, reduce_retracing=True)
 
-    def batch_maxima(self, image, predicted, target, radius, num_batches, num_samples, seed,
+    def batch_maxima(self, image, predicted, targets, radius, num_batches, num_samples, seed,
                      verbose):
+        """Returns ``(maxima (num_batches, num_targets), zero_counts (num_targets,))``."""
         if seed is None:
             self.generator.reset_from_seed(int(np.random.SeedSequence().generate_state(1)[0]))
         else:
             self.generator.reset_from_seed(int(seed))
-        image = tf.convert_to_tensor(image, tf.float32)
         arguments = (
+            tf.convert_to_tensor(image, tf.float32),
             tf.constant(predicted, tf.int32),
-            tf.constant(predicted if target is None else target, tf.int32),
+            tf.constant(targets, tf.int32),
             tf.constant(radius, tf.float32),
             tf.constant(num_samples, tf.int32),
         )
-        maxima = np.empty((num_batches, self.num_columns), np.float64)
-        zeros = np.zeros(self.num_columns, np.int64)
+        maxima = np.empty((num_batches, self.num_targets), np.float64)
+        zeros = np.zeros(self.num_targets, np.int64)
         progress = keras.utils.Progbar(num_batches, unit_name="batch") if verbose else None
         for batch in range(num_batches):
-            batch_max, batch_zeros = self._batch_statistics(image, *arguments)
+            batch_max, batch_zeros = self._batch_statistics(*arguments)
             maxima[batch] = batch_max.numpy()
             zeros += batch_zeros.numpy()
             if progress is not None:
                 progress.update(batch + 1)
         return maxima, zeros
 
-    def _batch_statistics_impl(self, image, predicted, target, radius, num_samples):
+    def _batch_statistics_impl(self, image, predicted, targets, radius, num_samples):
         shape = tf.shape(image)[1:]
         dimension = tf.reduce_prod(shape)
-        maxima = tf.zeros([self.num_columns], tf.float32)
-        zeros = tf.zeros([self.num_columns], tf.int32)
+        maxima = tf.zeros([self.num_targets], tf.float32)
+        zeros = tf.zeros([self.num_targets], tf.int32)
         for start in tf.range(0, num_samples, self.chunk_size):
             count = tf.minimum(self.chunk_size, num_samples - start)
             delta = _sample_perturbations(self.generator, count, dimension, radius, self.norm)
             samples = image + tf.reshape(delta, tf.concat([[count], shape], axis=0))
             if self.clip:
                 samples = tf.clip_by_value(samples, 0.0, 1.0)
-            gradients = self._margin_gradients(samples, predicted, target)  # (n, cols, d)
-            norms = _dual_norm(gradients, self.norm)
+            norms = self._margin_gradient_norms(samples, predicted, targets)  # (count, targets)
             maxima = tf.maximum(maxima, tf.reduce_max(norms, axis=0))
             zeros += tf.reduce_sum(tf.cast(tf.equal(norms, 0.0), tf.int32), axis=0)
         return maxima, zeros
 
-    def _margin_gradients(self, samples, predicted, target):
-        count = tf.shape(samples)[0]
-        with tf.GradientTape() as tape:
+    def _margin_gradient_norms(self, samples, predicted, targets):
+        with tf.GradientTape(persistent=True) as tape:
             tape.watch(samples)
             logits = tf.cast(self._model()(samples, training=False), tf.float32)
-            if self.targeted:
-                margin = tf.reduce_sum(logits[:, predicted] - logits[:, target])
-        if self.targeted:
-            gradient = tape.gradient(margin, samples)
-            return tf.reshape(gradient, [count, 1, -1])
-        jacobian = tf.reshape(tape.batch_jacobian(logits, samples),
-                              [count, self.num_columns, -1])
-        return jacobian[:, predicted:predicted + 1, :] - jacobian
+            # Samples are independent (training=False), so the gradient of the summed margin
+            # is the per-sample gradient.
+            margins = [tf.reduce_sum(logits[:, predicted] - logits[:, targets[i]])
+                       for i in range(self.num_targets)]
+        norms = []
+        for margin in margins:
+            # A margin that does not depend on the input (e.g. behind a rounding layer) has
+            # gradient None; it counts as zero (and is reported as gradient masking).
+            gradient = tape.gradient(margin, samples,
+                                     unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            norms.append(_dual_norm(tf.reshape(gradient, [tf.shape(samples)[0], -1]),
+                                    self.norm))
+        return tf.stack(norms, axis=1)
 
 
 def _sample_perturbations(generator, count, dimension, radius, norm):
