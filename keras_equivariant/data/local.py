@@ -82,7 +82,8 @@ def _read_file(path, name, split, num_classes):
 def _layout(name, split):
     """(folder names, python pickle names, binary names, archive names, npz patterns)."""
     if name == "cifar10":
-        python = [f"data_batch_{index}" for index in range(1, 6)] if split == "train" else ["test_batch"]
+        python = ([f"data_batch_{index}" for index in range(1, 6)] if split == "train"
+                  else ["test_batch"])
         return (("cifar-10-batches-py", "cifar-10-batches-bin"), python,
                 [f"{stem}.bin" for stem in python],
                 ("cifar-10-python.tar.gz", "cifar-10-binary.tar.gz"),
@@ -93,7 +94,8 @@ def _layout(name, split):
 
 
 def _read_cifar_dir(root, name, split, num_classes):
-    (python_folder, binary_folder), python_names, binary_names, archives, npz_patterns = _layout(name, split)
+    folders, python_names, binary_names, archives, npz_patterns = _layout(name, split)
+    python_folder, binary_folder = folders
     looked_for = []
     for folder, names, parse in (
         (root / python_folder, python_names, _parse_pickle),
@@ -112,9 +114,10 @@ def _read_cifar_dir(root, name, split, num_classes):
                 f"The {name} {split} split is incomplete in {str(folder)!r}: missing {missing}. "
                 f"Extract the whole archive again from {DOWNLOAD_URLS[name]}."
             )
-        parts = [validate_arrays(*_read_with_context(path, lambda p=path: parse(p.read_bytes(), name, p),
-                                                     name), num_classes, path)
-                 for path in paths]
+        parts = []
+        for path in paths:
+            arrays = _read_with_context(path, lambda p=path: parse(p.read_bytes(), name, p), name)
+            parts.append(validate_arrays(*arrays, num_classes, path))
         return (*_concatenate(parts), str(folder)), looked_for
     for archive_name in archives:
         path = root / archive_name
@@ -260,7 +263,9 @@ def _parse_pickle(payload, name, path):
     """Parses one pickled CIFAR batch: ``{b"data": (N, 3072) uint8, b"labels"/b"fine_labels"}``."""
     batch = _RestrictedUnpickler(payload).load()
     if not isinstance(batch, dict):
-        raise DataFormatError(f"{str(path)!r} holds a {type(batch).__name__}, not a CIFAR batch dict.")
+        raise DataFormatError(
+            f"{str(path)!r} holds a {type(batch).__name__}, not a CIFAR batch dict."
+        )
     batch = {key.decode() if isinstance(key, bytes) else key: value for key, value in batch.items()}
     label_key = "labels" if name == "cifar10" else "fine_labels"
     if "data" not in batch or label_key not in batch:
@@ -269,7 +274,9 @@ def _parse_pickle(payload, name, path):
         )
     data = np.asarray(batch["data"])
     if data.ndim != 2 or data.shape[1] != _PIXELS:
-        raise DataFormatError(f"{str(path)!r}: 'data' has shape {data.shape}; expected (N, {_PIXELS}).")
+        raise DataFormatError(
+            f"{str(path)!r}: 'data' has shape {data.shape}; expected (N, {_PIXELS})."
+        )
     return _planar_to_channels_last(data), np.asarray(batch[label_key])
 
 

@@ -172,7 +172,8 @@ def _read_tfds(name, split, corruption, severity, data_dir):
     parts, sources = [], []
     for config in tfds_config_names(name, corruption, severity):
         try:
-            dataset = tfds.load(config, split=split, data_dir=None if data_dir is None else str(data_dir),
+            dataset = tfds.load(config, split=split,
+                                data_dir=None if data_dir is None else str(data_dir),
                                 as_supervised=True, download=data_dir is None)
         except Exception as error:  # noqa: BLE001 - network, missing files, broken install.
             where = "" if data_dir is None else f" from the prepared folder {str(data_dir)!r}"
@@ -199,7 +200,7 @@ def _how_to_get(name, data_dir):
     url = DOWNLOAD_URLS[name]
     target = "DATA_DIR" if data_dir is None else str(data_dir)
     if name == "cifar10_corrupted":
-        fetch = (f"download {url} (2.9 GB) and extract it with `tar -xf CIFAR-10-C.tar -C {target}`")
+        fetch = f"download {url} (2.9 GB) and extract it: `tar -xf CIFAR-10-C.tar -C {target}`"
     else:
         fetch = f"download {url} into {target} (the .tar.gz is read directly, no need to extract)"
     return (
