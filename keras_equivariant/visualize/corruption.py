@@ -20,51 +20,79 @@ def _is_table(value):
         for row in value.values())
 
 
+def _read(path):
+    results = read_json(Path(path))
+    if results is None:
+        raise FileNotFoundError(f"No CIFAR-10-C results file at {path}.")
+    return results
+
+
+def _records(records):
+    """Groups ``[{"model"?, "corruption", "severity", "accuracy"}, ...]`` by model."""
+    nested = {}
+    for record in records:
+        if not isinstance(record, dict) or not {"corruption", "severity", "accuracy"} <= set(record):
+            raise ValueError(
+                "Each CIFAR-10-C record must be a dict with keys 'corruption', 'severity' and "
+                f"'accuracy' (and optionally 'model'); received {record!r}."
+            )
+        model = str(record.get("model", "model"))
+        nested.setdefault(model, {}).setdefault(record["corruption"], {})[record["severity"]] = (
+            record["accuracy"])
+    return nested
+
+
+def _unwrap(results):
+    """A path is read; ``{"cells": records}`` (``keras-equivariant evaluate``'s
+    ``corruptions.json``) becomes its records."""
+    if isinstance(results, (str, Path)):
+        results = _read(results)
+    if isinstance(results, dict) and set(results) == {"cells"}:
+        results = results["cells"]
+    return results
+
+
 def corruption_tables(results):
     """Normalizes CIFAR-10-C results into ``{model_name: (corruptions, severities, matrix)}``.
 
-    Accepted ``results`` (a dict, a list, or the path of a JSON file holding one of them):
+    Accepted ``results`` (or the path of a JSON file holding one of them):
 
     * one model: ``{corruption: {severity: accuracy}}`` or ``{corruption: [accuracy at severity
       1, 2, ...]}`` (the model is named ``"model"``);
-    * several models: ``{model_name: <one of the above>}``;
     * records: ``[{"model": ..., "corruption": ..., "severity": ..., "accuracy": ...}, ...]``
-      (``"model"`` optional).
+      (``"model"`` optional), or ``{"cells": records}`` as in the ``corruptions.json`` that
+      ``keras-equivariant evaluate --corruptions`` writes;
+    * several models: ``{model_name: <any single-model form above, or its JSON path>}``.
 
     Accuracies are fractions in [0, 1]. Corruptions are ordered as in the CIFAR-10-C release
     (noise, blur, weather, digital, then the extra four), unknown names last; ``matrix`` is float
     ``(num_corruptions, num_severities)`` with ``NaN`` for missing cells.
     """
-    if isinstance(results, (str, Path)):
-        path = Path(results)
-        results = read_json(path)
-        if results is None:
-            raise FileNotFoundError(f"No CIFAR-10-C results file at {path}.")
+    results = _unwrap(results)
     if isinstance(results, (list, tuple)):
-        nested = {}
-        for record in results:
-            if not isinstance(record, dict) or not {"corruption", "severity", "accuracy"} <= set(record):
-                raise ValueError(
-                    "Each CIFAR-10-C record must be a dict with keys 'corruption', 'severity' and "
-                    f"'accuracy' (and optionally 'model'); received {record!r}."
-                )
-            model = str(record.get("model", "model"))
-            nested.setdefault(model, {}).setdefault(record["corruption"], {})[record["severity"]] = (
-                record["accuracy"])
-        results = nested
+        results = _records(results)
     if not isinstance(results, dict) or not results:
         raise ValueError(
             "CIFAR-10-C results must be a non-empty dict {corruption: {severity: accuracy}}, "
-            f"{{model: {{corruption: ...}}}} or a list of records; received {type(results).__name__}."
+            f"{{model: {{corruption: ...}}}} or a list of records; received {results!r:.200}."
         )
     if _is_table(results):
         results = {"model": results}
     tables = {}
     for model, table in results.items():
+        table = _unwrap(table)
+        if isinstance(table, (list, tuple)):
+            grouped = _records(table)
+            if len(grouped) != 1:
+                raise ValueError(
+                    f"The records of {model!r} name several models {sorted(grouped)}; pass them "
+                    "at the top level instead."
+                )
+            table = next(iter(grouped.values()))
         if not _is_table(table):
             raise ValueError(
                 f"Results for {model!r} must map each corruption to {{severity: accuracy}} or to a "
-                f"list of accuracies per severity; received {table!r}."
+                f"list of accuracies per severity; received {table!r:.200}."
             )
         rows = {}
         for corruption, row in table.items():

@@ -25,6 +25,15 @@ def test_tables_accept_every_documented_form(tmp_path):
     path.write_text(json.dumps({"cnn": single, "gcnn": single}))
     assert set(corruption_tables(path)) == {"cnn", "gcnn"}
 
+    # `keras-equivariant evaluate --corruptions` writes {"cells": records}, one file per model.
+    cells = tmp_path / "corruptions.json"
+    cells.write_text(json.dumps({"cells": [
+        {"corruption": "fog", "severity": 1, "accuracy": 0.5, "num_examples": 10},
+        {"corruption": "fog", "severity": 2, "accuracy": 0.25, "num_examples": 10}]}))
+    tables = corruption_tables({"cnn": cells, "gcnn": str(cells)})
+    np.testing.assert_allclose(tables["gcnn"][2], [[0.5, 0.25]])
+    assert corruption_tables(cells)["model"][1] == [1, 2]
+
 
 def test_bad_results_raise():
     with pytest.raises(ValueError, match="fractions in \\[0, 1\\]"):
