@@ -276,6 +276,14 @@ class RotationConv2D(keras.layers.Layer):
             equivariant_padding(width, kernel, strides, self.padding),
         )
 
+    def _keras_same_padding(self, size):
+        """The ``(before, after)`` padding of the backends' ``padding="same"`` for ``size``."""
+        if size is None:
+            return (None, None) if self.strides > 1 else self._keras_same_padding(1)
+        output = -(-size // self.strides)
+        total = max((output - 1) * self.strides + self.effective_kernel_size - size, 0)
+        return total // 2, total - total // 2
+
     def call(self, inputs):
         rank = len(inputs.shape)
         kernel = ops.transpose(self._expanded_kernel(), (0, 1, 2, 4, 3, 5))
@@ -288,14 +296,20 @@ class RotationConv2D(keras.layers.Layer):
             inputs = ops.reshape(
                 inputs, (-1, shape[1], shape[2], self.input_order * self.input_fields)
             )
-        (top, bottom), (left, right) = self.compute_padding(inputs.shape[1], inputs.shape[2])
-        if top or bottom or left or right:
-            inputs = ops.pad(inputs, ((0, 0), (top, bottom), (left, right), (0, 0)))
+        padding = self.compute_padding(inputs.shape[1], inputs.shape[2])
+        sizes = inputs.shape[1:3]
+        if all(pads == (0, 0) for pads in padding):
+            conv_padding = "valid"
+        elif all(pads == self._keras_same_padding(size) for pads, size in zip(padding, sizes)):
+            conv_padding = "same"  # the backend pads symmetrically itself: saves a copy
+        else:
+            inputs = ops.pad(inputs, ((0, 0), *padding, (0, 0)))
+            conv_padding = "valid"
         outputs = ops.conv(
             inputs,
             kernel,
             strides=self.strides,
-            padding="valid",
+            padding=conv_padding,
             dilation_rate=self.dilation_rate,
         )
         out_shape = ops.shape(outputs)
