@@ -88,7 +88,7 @@ def check_equivariance(layer_or_model, inputs, group="C4", training=False) -> Eq
     >>> result.max_error < 1e-5
     True
     """
-    group = get_group(group)
+    group = get_group(group).bind(layer_or_model)
     inputs = np.asarray(inputs, dtype=np.float32)
     if inputs.ndim not in (4, 5):
         raise ValueError(
@@ -123,6 +123,10 @@ def check_equivariance(layer_or_model, inputs, group="C4", training=False) -> Eq
                 f"Output shapes differ under {element}: L(g·x) has shape {actual.shape}, "
                 f"g·L(x) has shape {expected.shape}."
             )
+        custom = group.relative_error(element, actual, expected, reference)
+        if custom is not None:
+            errors[element] = custom
+            continue
         difference, scale = np.abs(actual - expected), np.abs(reference)
         if reference.ndim >= 4:
             mask = group.comparison_mask(element, actual.shape[1], actual.shape[2])

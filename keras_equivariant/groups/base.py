@@ -45,6 +45,17 @@ class GroupAction:
         """
         return None
 
+    def bind(self, layer_or_model) -> "GroupAction":
+        """The group to check ``layer_or_model`` with: ``self``, unless the discretisation
+        depends on the layer (the scale group takes the scale grid of its ``ScaleConv2D``)."""
+        return self
+
+    def relative_error(self, element, actual, expected, reference):
+        """A group-specific error of ``actual = L(g·x)`` against ``expected = g·L(x)``, or
+        ``None`` to use :func:`check_equivariance`'s default (max-abs over the comparison mask,
+        relative to ``max|reference|``). The scale group returns a per-scale-pair relative L2."""
+        return None
+
     def __repr__(self):
         return f"<{type(self).__name__} {self.name!r} (order {self.order})>"
 

@@ -29,6 +29,9 @@ import numbers
 
 import numpy as np
 
+from keras_equivariant.groups.base import GroupAction, register_group
+from keras_equivariant.utils.validation import check_choice
+
 #: Bandwidth (cycles per pixel) of the signal model used to interpolate non-integer scales.
 INTERPOLATION_BANDWIDTH = 0.25
 #: Ridge (relative noise variance) of the least-squares interpolation.
@@ -137,3 +140,185 @@ def scale_kernel_basis(kernel_size, scale: float) -> np.ndarray:
     if isinstance(kernel_size, numbers.Integral):
         kernel_size = (int(kernel_size), int(kernel_size))
     return _scale_kernel_basis_cached(tuple(int(k) for k in kernel_size), float(scale)).copy()
+
+
+RESIZE_METHODS = ("bicubic", "bilinear", "area", "nearest")
+
+
+def rescale(images, factor: float, method: str = "bicubic", antialias: bool = True) -> np.ndarray:
+    """Rescales the spatial axes 1 and 2 of ``images`` by ``factor`` (``< 1`` shrinks).
+
+    Works on image batches ``(batch, height, width, channels)`` and on scale feature maps
+    ``(batch, height, width, num_scales, channels)`` (every scale is resized alike). The new
+    size is ``round(size * factor)``; the pixel grids are aligned at pixel centres (half-pixel
+    convention), so down-scaling by an integer ratio of a size divisible by it is a
+    shift-invariant filter followed by decimation, which dilated kernels commute with exactly.
+
+    Args:
+        images: array-like of rank 4 or 5.
+        factor: positive zoom factor, e.g. ``0.5`` halves height and width.
+        method: ``"bicubic"`` (default), ``"bilinear"``, ``"area"`` or ``"nearest"``.
+        antialias: low-pass filter when shrinking (``keras.ops.image.resize(antialias=...)``).
+
+    Returns:
+        float32 NumPy array with the resized spatial axes.
+    """
+    import keras  # local: the basis functions above are NumPy-only
+
+    check_choice(method, RESIZE_METHODS, "method")
+    array = np.asarray(images, dtype=np.float32)
+    if array.ndim not in (4, 5):
+        raise ValueError(
+            "`images` must have rank 4 (batch, height, width, channels) or 5 (batch, height, "
+            f"width, num_scales, channels); received shape {array.shape}."
+        )
+    if not (np.isfinite(factor) and factor > 0):
+        raise ValueError(f"`factor` must be a positive number; received {factor!r}.")
+    height, width = array.shape[1:3]
+    size = (max(1, int(round(height * factor))), max(1, int(round(width * factor))))
+    merged = array.reshape(array.shape[:3] + (-1,))
+    resized = keras.ops.image.resize(
+        merged, size, interpolation="area" if method == "area" else method,
+        antialias=antialias and method != "nearest",
+    )
+    resized = np.asarray(keras.ops.convert_to_numpy(resized), dtype=np.float32)
+    return resized.reshape(resized.shape[:3] + array.shape[3:])
+
+
+class ScaleGroup(GroupAction):
+    """The scale semigroup on a grid ``scales``, as used by :func:`check_equivariance`.
+
+    The tested elements are the ordered pairs of grid scales ``s_i < s_j``, named
+    ``"{s_i}->{s_j}"`` (e.g. ``"1->2"``). Element ``"s_i->s_j"`` shrinks images by
+    ``r = s_j / s_i`` (:func:`rescale`) and, on a scale feature map, also shifts the scale axis
+    by ``j - i`` (entries shifted in past the coarsest scale are zero). The DISCO definition of
+    the equivariance error is then measured for that pair only:
+
+        ``|| L(rescale(x, 1/r))[..., i, :] - rescale(L(x), 1/r)[..., j, :] ||_2 / || ... ||_2``
+
+    (relative L2) over a central crop that leaves out ``crop`` of the height and width on each
+    side (the zero-padded image border is not scale-equivariant). Outputs without a scale axis
+    are compared whole (spatial maps: rescaled; vectors, e.g. logits: invariance).
+
+    Scale feature-map *inputs* (checking a group convolution alone) need a geometric grid, so
+    that a shift of the scale axis is a rescaling. Exactness: integer ratios are exact for
+    dilation-based layers (float round-off), up to the scale boundary (a group convolution with
+    ``scale_size > 1`` feeding on real coarser scales); non-integer ratios are approximate and
+    meaningful only on band-limited inputs such as
+    :func:`keras_equivariant.equivariance.smooth_random_images`. Heights and widths divisible
+    by every integer ratio keep the resampled pixel grids aligned.
+
+    ``check_equivariance(..., group="scale")`` binds the grid of the first
+    :class:`keras_equivariant.layers.ScaleConv2D` found in the layer or model; pass a
+    ``ScaleGroup(...)`` to choose the grid, resize method or crop yourself.
+
+    Args:
+        scales: the scale grid (see :func:`check_scales`). Default ``(1, 2)``.
+        method: resize method of :func:`rescale`. Default ``"bicubic"``.
+        antialias: whether shrinking low-pass filters first. Default ``True``.
+        crop: fraction of the height and width left out on each side, in ``[0, 0.5)``.
+            Default ``0.25`` (the central half is compared).
+
+    Example:
+
+    >>> layer = keras_equivariant.layers.ScaleConv2D(4, 3, scales=(1, 2, 4))
+    >>> images = smooth_random_images(2, 64)
+    >>> check_equivariance(layer, images, group="scale").errors  # doctest: +SKIP
+    {'1->2': 1.2e-07, '1->4': 1.1e-07, '2->4': 1.2e-07}
+    """
+
+    def __init__(self, scales=(1, 2), method="bicubic", antialias=True, crop=0.25):
+        self.scales = check_scales(scales)
+        self.method = check_choice(method, RESIZE_METHODS, "method")
+        self.antialias = bool(antialias)
+        if isinstance(crop, bool) or not isinstance(crop, numbers.Real) or not 0 <= crop < 0.5:
+            raise ValueError(f"`crop` must be a fraction in [0, 0.5); received {crop!r}.")
+        self.crop = float(crop)
+        self.name = "scale"
+        self.order = len(self.scales)
+        self._pairs = {
+            f"{self.scales[i]:.3g}->{self.scales[j]:.3g}": (i, j)
+            for i in range(self.order)
+            for j in range(i + 1, self.order)
+        }
+
+    def elements(self) -> tuple[str, ...]:
+        return tuple(self._pairs)
+
+    def pair(self, element: str) -> tuple[int, int]:
+        """The grid indices ``(i, j)`` of element ``"s_i->s_j"``."""
+        check_choice(element, self.elements(), "scale pair")
+        return self._pairs[element]
+
+    def ratio(self, element: str) -> float:
+        i, j = self.pair(element)
+        return self.scales[j] / self.scales[i]
+
+    def transform_images(self, images, element):
+        return rescale(images, 1.0 / self.ratio(element), self.method, self.antialias)
+
+    def transform_features(self, features, element):
+        features = np.asarray(features, dtype=np.float32)
+        if features.shape[3] != self.order:
+            raise ValueError(
+                f"The scale axis (axis 3) must have {self.order} entries for scales="
+                f"{self.scales}; received shape {features.shape}."
+            )
+        i, j = self.pair(element)
+        shift = j - i
+        if shift and self.order > 2:
+            ratios = [
+                self.scales[k + shift] / self.scales[k] for k in range(self.order - shift)
+            ]
+            if max(ratios) - min(ratios) > 1e-2 * ratios[0]:
+                raise ValueError(
+                    f"Shifting the scale axis by {shift} is a rescaling only on a geometric "
+                    f"grid; scales={self.scales} give ratios {ratios}. Check a layer on images "
+                    "(rank-4 inputs) or use a geometric grid such as (1, 2, 4)."
+                )
+        rescaled = rescale(features, 1.0 / self.ratio(element), self.method, self.antialias)
+        shifted = np.zeros_like(rescaled)
+        shifted[:, :, :, : self.order - shift] = rescaled[:, :, :, shift:]
+        return shifted
+
+    def comparison_mask(self, element, height, width):
+        """Central crop leaving out ``crop`` of the height and width on each side."""
+        mask = np.zeros((height, width), dtype=bool)
+        top, left = int(round(self.crop * height)), int(round(self.crop * width))
+        mask[top : height - top, left : width - left] = True
+        return mask
+
+    def relative_error(self, element, actual, expected, reference=None) -> float:
+        """Relative L2 error of ``actual`` against ``expected`` for one scale pair.
+
+        Spatial outputs are compared on :meth:`comparison_mask`; scale feature maps only at the
+        finer scale ``i`` of the pair (where ``expected`` holds the rescaled scale ``j``).
+        """
+        if actual.ndim >= 4:
+            mask = self.comparison_mask(element, actual.shape[1], actual.shape[2])
+            actual, expected = actual[:, mask], expected[:, mask]
+            if actual.ndim == 4:  # (batch, pixels, num_scales, channels)
+                index = self.pair(element)[0]
+                actual, expected = actual[:, :, index], expected[:, :, index]
+        norm = float(np.linalg.norm(expected))
+        return float(np.linalg.norm(actual - expected)) / max(norm, np.finfo(np.float32).tiny)
+
+    def bind(self, layer_or_model):
+        """The group on the scale grid of the first ``ScaleConv2D`` in ``layer_or_model``.
+
+        Keeps ``self`` if there is none or if it has the same grid.
+        """
+        from keras_equivariant.layers.scale import ScaleConv2D  # layers import this module
+
+        layers = [layer_or_model]
+        if hasattr(layer_or_model, "_flatten_layers"):
+            layers = list(layer_or_model._flatten_layers(include_self=True, recursive=True))
+        for layer in layers:
+            if isinstance(layer, ScaleConv2D):
+                if layer.scales == self.scales:
+                    return self
+                return ScaleGroup(layer.scales, self.method, self.antialias, self.crop)
+        return self
+
+
+register_group(ScaleGroup())
