@@ -25,7 +25,7 @@ def margin_loss(logits, labels):
     when the softmax does, so its gradient is the raw logit gradient.
     """
     num_classes = tf.shape(logits)[-1]
-    true_mask = tf.one_hot(labels, num_classes, dtype=tf.bool)
+    true_mask = tf.one_hot(labels, num_classes, on_value=True, off_value=False, dtype=tf.bool)
     true_logit = tf.reduce_max(tf.where(true_mask, logits, -float("inf")), axis=-1)
     other_logit = tf.reduce_max(tf.where(true_mask, -float("inf"), logits), axis=-1)
     return other_logit - true_logit

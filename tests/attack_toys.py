@@ -1,0 +1,85 @@
+"""Small learnable synthetic classification problems and classifiers for attack/metric tests.
+
+Three classes of 8x8 grey images: horizontal stripes, vertical stripes and a checkerboard, with a
+random contrast and additive noise, pixels in [0, 1]. A tiny CNN learns them in a few seconds on
+CPU, and the random contrast spreads the margins so that accuracy falls gradually with eps.
+"""
+
+import functools
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+IMAGE_SHAPE = (8, 8, 1)
+NUM_CLASSES = 3
+
+
+def stripes_dataset(num_examples, seed):
+    """Returns ``(images, labels)``: float32 ``(n, 8, 8, 1)`` in [0, 1] and int32 ``(n,)``."""
+    rng = np.random.default_rng(seed)
+    rows, cols = np.meshgrid(np.arange(8), np.arange(8), indexing="ij")
+    patterns = np.stack([
+        np.where(rows % 2 == 0, 1.0, -1.0),
+        np.where(cols % 2 == 0, 1.0, -1.0),
+        np.where((rows + cols) % 2 == 0, 1.0, -1.0),
+    ])
+    labels = rng.integers(0, NUM_CLASSES, num_examples).astype(np.int32)
+    contrast = rng.uniform(0.0, 0.25, (num_examples, 1, 1))
+    images = 0.5 + contrast * patterns[labels] + rng.normal(0, 0.1, (num_examples, 8, 8))
+    return np.clip(images, 0, 1)[..., None].astype(np.float32), labels
+
+
+def build_classifier(extra_layers=()):
+    """A tiny CNN returning logits; ``extra_layers`` are inserted right after the input."""
+    return keras.Sequential([
+        keras.Input(IMAGE_SHAPE),
+        *extra_layers,
+        keras.layers.Conv2D(8, 3, activation="relu"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(NUM_CLASSES),
+    ])
+
+
+def train(model, images, labels, epochs=25):
+    model.compile(keras.optimizers.Adam(0.01),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(images, labels, epochs=epochs, batch_size=64, verbose=0)
+    return model
+
+
+@keras.saving.register_keras_serializable(package="keras_equivariant_tests")
+class Quantize(keras.layers.Layer):
+    """Rounds pixels to ``levels`` grey levels: zero gradient almost everywhere (gradient masking)."""
+
+    def __init__(self, levels=16, **kwargs):
+        super().__init__(**kwargs)
+        self.levels = levels
+
+    def call(self, inputs):
+        return tf.round(inputs * (self.levels - 1)) / (self.levels - 1)
+
+    def get_config(self):
+        return {**super().get_config(), "levels": self.levels}
+
+
+def accuracy(model, images, labels):
+    logits = model.predict(images, verbose=0, batch_size=256)
+    return float(np.mean(np.argmax(logits, axis=-1) == labels))
+
+
+def predictions(model, images):
+    return np.argmax(model.predict(images, verbose=0, batch_size=256), axis=-1)
+
+
+@functools.lru_cache(maxsize=None)
+def trained_classifier():
+    """The tiny CNN trained on 900 synthetic examples; trained once per test process."""
+    images, labels = stripes_dataset(900, seed=0)
+    return train(build_classifier(), images, labels)
+
+
+@functools.lru_cache(maxsize=None)
+def test_split():
+    """240 held-out synthetic examples ``(images, labels)``."""
+    return stripes_dataset(240, seed=1)
