@@ -242,10 +242,11 @@ class RotationConv2D(keras.layers.Layer):
 
     def _expanded_kernel(self):
         """The kernel of every (output element, input element): ``(k, k, |G_in|, |G|, C_in, filters)``."""
+        kernel = ops.convert_to_tensor(self.kernel)  # autocast under mixed precision
         if self._kernel_indices is not None:
-            return ops.take(self.kernel, self._kernel_indices, axis=0)
-        basis = ops.convert_to_tensor(self._kernel_basis, dtype=self.kernel.dtype)
-        return ops.tensordot(basis, self.kernel, axes=([0], [0]))
+            return ops.take(kernel, self._kernel_indices, axis=0)
+        basis = ops.convert_to_tensor(self._kernel_basis, dtype=kernel.dtype)
+        return ops.tensordot(basis, kernel, axes=([0], [0]))
 
     def expanded_kernel_and_bias(self):
         """The equivalent plain-convolution kernel and bias, in the field-major flat layout.
