@@ -23,7 +23,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from keras_equivariant.layers import RotationConv2D  # noqa: E402
+from keras_equivariant.layers import RotationConv2D, ScaleConv2D  # noqa: E402
 
 REFERENCE = "Conv2D 64->64"
 
@@ -35,6 +35,19 @@ LAYERS = [
     ("RotationConv2D D4 8->8 fields", lambda: RotationConv2D(8, 3, group="D4"), (32, 32, 8, 8)),
     ("RotationConv2D C8 8->8 fields", lambda: RotationConv2D(8, 3, group="C8"), (32, 32, 8, 8)),
     ("RotationConv2D C4 lift 3->16", lambda: RotationConv2D(16, 3, group="C4"), (32, 32, 3)),
+    # Scale: 2 scales x 32 fields = 64 channels; 3 scales x 21 fields = 63 channels.
+    ("ScaleConv2D (1,2) 32->32 fields", lambda: ScaleConv2D(32, 3, scales=(1, 2)), (32, 32, 2, 32)),
+    ("ScaleConv2D (1,2) ss=2 32->32",
+     lambda: ScaleConv2D(32, 3, scales=(1, 2), scale_size=2), (32, 32, 2, 32)),
+    ("ScaleConv2D (1,2,4) 21->21 fields",
+     lambda: ScaleConv2D(21, 3, scales=(1, 2, 4)), (32, 32, 3, 21)),
+    ("ScaleConv2D (1,2,4) ss=2 21->21",
+     lambda: ScaleConv2D(21, 3, scales=(1, 2, 4), scale_size=2), (32, 32, 3, 21)),
+    ("ScaleConv2D (1,1.41,2) 21->21",
+     lambda: ScaleConv2D(21, 3, scales=(1, 2**0.5, 2)), (32, 32, 3, 21)),
+    ("ScaleConv2D (1,2) lift 64->32", lambda: ScaleConv2D(32, 3, scales=(1, 2)), (32, 32, 64)),
+    # Per-branch view (the SESN/DISCO "x a plain CNN" anchor): one scale's fields, 32->32.
+    ("Conv2D 32->32 (one scale)", lambda: keras.layers.Conv2D(32, 3, padding="same"), (32, 32, 32)),
 ]
 
 
