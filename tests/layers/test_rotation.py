@@ -226,3 +226,18 @@ def test_bad_inputs_raise_value_error():
         RotationConv2D(2, 3, strides=2)(_images(10))
     with pytest.raises(ValueError, match="known spatial size"):
         RotationConv2D(2, 3, strides=2)(keras.Input((None, None, 3)))
+
+
+def test_stays_equivariant_after_training_steps():
+    inputs = keras.Input((9, 9, 3))
+    x = RotationConv2D(3, 3, group="D4", bias_initializer="random_normal")(inputs)
+    x = keras.layers.ReLU()(GroupBatchNormalization()(x))
+    features = GroupPooling("max")(RotationConv2D(3, 3, group="D4", strides=2)(x))
+    logits = keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(features))
+    model = keras.Model(inputs, logits)
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    images = _images(9, batch=8)
+    before = model.get_weights()
+    model.fit(images, np.arange(8) % 2, epochs=2, verbose=0)
+    assert any(np.abs(a - b).max() > 0 for a, b in zip(before, model.get_weights()))
+    assert check_equivariance(model, images[:2], group="D4").max_error < TOLERANCE
