@@ -10,11 +10,14 @@
 - :func:`plot_robustness_panels`: accuracy vs eps, one panel per attack (FGSM | PGD), several
   models with seed bands (each panel drawn by ``keras_equivariant.metrics.plot_robust_accuracy``).
 - :func:`plot_corruption_heatmap`: CIFAR-10-C accuracy by corruption and severity.
+- :func:`write_explanations`: every figure above for a set of models (``keras-equivariant
+  explain``).
 """
 
 from keras_equivariant.visualize.corruption import corruption_tables, plot_corruption_heatmap
 from keras_equivariant.visualize.equivariance import (plot_rotation_equivariance,
                                                       rotation_feature_maps)
+from keras_equivariant.visualize.report import write_explanations
 from keras_equivariant.visualize.robustness import plot_robustness_panels
 from keras_equivariant.visualize.saliency import (find_penultimate_layer, plot_saliency_comparison,
                                                   saliency_maps)

@@ -264,7 +264,8 @@ def plot_tolerance_example(image, label, results, position, path, class_names=No
         axis = axes[1 + model_index]
         if np.isfinite(tolerance):
             image_index = int(result["image_indices"][position])
-            mask = removal_masks(height, width, [0.0, tolerance], result["seed"], image_index)[1]
+            masks = removal_masks(height, width, fractions, result["seed"], image_index)
+            mask = masks[int(np.argmin(np.abs(fractions - tolerance)))]
             axis.imshow(apply_removal(image, mask[None], result["fill"])[0].squeeze(),
                         interpolation="nearest")
             axis.set_title(f"{name}\nsurvives {tolerance:.2f} removed", fontsize=8)

@@ -86,7 +86,7 @@ def test_bad_arguments_raise_before_work():
 
 def test_figures_are_written(tmp_path):
     model = _brightness_model()
-    images = np.ones((3, 8, 8, 1), "float32") * np.array([1.0, 0.9, 0.8], "float32")[:, None, None, None]
+    images = np.ones((3, 8, 8, 1), "float32") * np.array([1.0, 0.9, 0.61], "float32")[:, None, None, None]
     results = {
         "zero": perturbation_tolerance(model, images, [0, 0, 0], fractions=FRACTIONS),
         "mean": perturbation_tolerance(model, images, [0, 0, 0], fractions=FRACTIONS, fill="mean"),
@@ -94,5 +94,8 @@ def test_figures_are_written(tmp_path):
     distribution = plot_tolerance_distribution(results, tmp_path / "distribution.png")
     example = plot_tolerance_example(images[0], 0, {"zero": results["zero"]}, 0,
                                      tmp_path / "example.png", class_names=["bright", "dark"])
-    for path in (distribution, example):
+    # Image 2 (mean 0.61) flips at the first removal step: its tolerance is exactly 0.
+    assert results["zero"]["tolerance"][2] == 0.0
+    flips_at_once = plot_tolerance_example(images[2], 0, results, 2, tmp_path / "zero.png")
+    for path in (distribution, example, flips_at_once):
         assert path.exists() and path.stat().st_size > 5_000
