@@ -1,4 +1,10 @@
 """keras_equivariant.groups"""
 from keras_equivariant.groups.base import GroupAction, available_groups, get_group, register_group
 from keras_equivariant.groups.rotation import RotationGroup
-from keras_equivariant.groups.scale import ScaleGroup, check_scales, rescale, scale_kernel_basis
+from keras_equivariant.groups.scale import (
+    RotationScaleGroup,
+    ScaleGroup,
+    check_scales,
+    rescale,
+    scale_kernel_basis,
+)

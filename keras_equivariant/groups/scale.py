@@ -30,6 +30,7 @@ import numbers
 import numpy as np
 
 from keras_equivariant.groups.base import GroupAction, register_group
+from keras_equivariant.groups.rotation import RotationGroup
 from keras_equivariant.utils.validation import check_choice
 
 #: Bandwidth (cycles per pixel) of the signal model used to interpolate non-integer scales.
@@ -308,13 +309,15 @@ class ScaleGroup(GroupAction):
 
         Keeps ``self`` if there is none or if it has the same grid.
         """
-        from keras_equivariant.layers.scale import ScaleConv2D  # layers import this module
+        # Local imports: the layers import this module.
+        from keras_equivariant.layers.rotation_scale import RotationScaleConv2D
+        from keras_equivariant.layers.scale import ScaleConv2D
 
         layers = [layer_or_model]
         if hasattr(layer_or_model, "_flatten_layers"):
             layers = list(layer_or_model._flatten_layers(include_self=True, recursive=True))
         for layer in layers:
-            if isinstance(layer, ScaleConv2D):
+            if isinstance(layer, ScaleConv2D) and not isinstance(layer, RotationScaleConv2D):
                 if layer.scales == self.scales:
                     return self
                 return ScaleGroup(layer.scales, self.method, self.antialias, self.crop)
@@ -322,3 +325,96 @@ class ScaleGroup(GroupAction):
 
 
 register_group(ScaleGroup())
+
+
+class RotationScaleGroup(GroupAction):
+    """The product of a rotation group and the scale grid, as used by ``check_equivariance``.
+
+    Acts on the scale-major layout of :class:`keras_equivariant.layers.RotationScaleConv2D`,
+    ``(batch, height, width, num_scales * |G|, channels)`` with index ``s * |G| + g``. Elements
+    are those of the rotation group (``"rot90"``, ``"flip"``, ...: every scale is rotated and
+    its rotation axis permuted, errors measured as for :class:`RotationGroup`) followed by the
+    scale pairs of :class:`ScaleGroup` (``"1->2"``, ...: relative L2 at the finer scale of the
+    pair, over a central crop).
+
+    ``check_equivariance(..., group="C4xscale")`` (also ``"D4xscale"``, ``"C8xscale"``) binds
+    the grid of the first ``RotationScaleConv2D`` in the layer or model.
+
+    Args:
+        rotation: ``"C4"``, ``"D4"`` or ``"C8"``.
+        scales: the scale grid. Default ``(1, 2)``.
+        **kwargs: ``method``, ``antialias``, ``crop`` of :class:`ScaleGroup`.
+    """
+
+    def __init__(self, rotation="C4", scales=(1, 2), **kwargs):
+        self.rotations = RotationGroup(rotation)
+        self.scale_group = ScaleGroup(scales, **kwargs)
+        self.name = f"{rotation}xscale"
+        self.order = self.rotations.order * self.scale_group.order
+
+    def elements(self):
+        return self.rotations.elements() + self.scale_group.elements()
+
+    def _is_scale(self, element):
+        return element in self.scale_group.elements()
+
+    def transform_images(self, images, element):
+        if self._is_scale(element):
+            return self.scale_group.transform_images(images, element)
+        return self.rotations.transform_images(images, element)
+
+    def transform_features(self, features, element):
+        features = np.asarray(features, dtype=np.float32)
+        batch, height, width, order, channels = features.shape
+        if order != self.order:
+            raise ValueError(
+                f"The group axis (axis 3) must have num_scales * |G| = {self.order} entries "
+                f"for {self.name} on scales={self.scale_group.scales}; received shape "
+                f"{features.shape}."
+            )
+        num_scales, num_rotations = self.scale_group.order, self.rotations.order
+        if self._is_scale(element):
+            view = features.reshape(batch, height, width, num_scales, num_rotations * channels)
+            moved = self.scale_group.transform_features(view, element)
+            return moved.reshape(moved.shape[:3] + (order, channels))
+        view = features.reshape(batch, height, width, num_scales, num_rotations, channels)
+        rotated = [
+            self.rotations.transform_features(view[:, :, :, index], element)
+            for index in range(num_scales)
+        ]
+        return np.stack(rotated, axis=3).reshape(batch, height, width, order, channels)
+
+    def comparison_mask(self, element, height, width):
+        if self._is_scale(element):
+            return self.scale_group.comparison_mask(element, height, width)
+        return self.rotations.comparison_mask(element, height, width)
+
+    def relative_error(self, element, actual, expected, reference=None):
+        if not self._is_scale(element):
+            return None
+        if actual.ndim == 5:
+            view = actual.shape[:3] + (self.scale_group.order, -1)
+            actual, expected = actual.reshape(view), expected.reshape(view)
+        return self.scale_group.relative_error(element, actual, expected)
+
+    def bind(self, layer_or_model):
+        """The product group on the grid of the first ``RotationScaleConv2D`` found."""
+        from keras_equivariant.layers.rotation_scale import RotationScaleConv2D
+
+        layers = [layer_or_model]
+        if hasattr(layer_or_model, "_flatten_layers"):
+            layers = list(layer_or_model._flatten_layers(include_self=True, recursive=True))
+        for layer in layers:
+            if isinstance(layer, RotationScaleConv2D) and layer.group == self.rotations.name:
+                if layer.scales == self.scale_group.scales:
+                    return self
+                group = self.scale_group
+                return RotationScaleGroup(
+                    self.rotations.name, layer.scales, method=group.method,
+                    antialias=group.antialias, crop=group.crop,
+                )
+        return self
+
+
+for _rotation in ("C4", "D4", "C8"):
+    register_group(RotationScaleGroup(_rotation))

@@ -246,14 +246,7 @@ class ScaleConv2D(keras.layers.Layer):
     def build(self, input_shape):
         input_shape = self._check_input_shape(input_shape)
         self._lifting = len(input_shape) == 4
-        in_channels = int(input_shape[-1])
-        self.kernel = self.add_weight(
-            name="kernel",
-            shape=(*self.kernel_size, self.scale_size * in_channels, self.filters),
-            initializer=self.kernel_initializer,
-            regularizer=self.kernel_regularizer,
-            constraint=self.kernel_constraint,
-        )
+        self._build_kernel(int(input_shape[-1]))
         if self.use_bias:
             self.bias = self.add_weight(
                 name="bias",
@@ -273,8 +266,23 @@ class ScaleConv2D(keras.layers.Layer):
             for scale in self.scales
         ]
 
-    def compute_output_shape(self, input_shape):
-        input_shape = self._check_input_shape(input_shape)
+    def _build_kernel(self, in_channels):
+        self.kernel = self.add_weight(
+            name="kernel",
+            shape=(*self.kernel_size, self.scale_size * in_channels, self.filters),
+            initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
+        )
+
+    def _conv_kernel(self):
+        """The kernel at scale 1 that the convolutions use: ``(kh, kw, scale_size * C, F)``.
+
+        Here the learned kernel itself; :class:`RotationScaleConv2D` returns its rotated copies.
+        """
+        return self.kernel
+
+    def _output_size(self, input_shape):
         sizes = []
         for axis in (1, 2):
             size = input_shape[axis]
@@ -285,7 +293,11 @@ class ScaleConv2D(keras.layers.Layer):
                 sizes.append(-(-size // stride))
             else:
                 sizes.append((size - self.dilated_sizes[-1][axis - 1]) // stride + 1)
-        return (input_shape[0], sizes[0], sizes[1], self.num_scales, self.filters)
+        return sizes
+
+    def compute_output_shape(self, input_shape):
+        input_shape = self._check_input_shape(input_shape)
+        return (input_shape[0], *self._output_size(input_shape), self.num_scales, self.filters)
 
     # ------------------------------------------------------------------ computation
     def expanded_kernels(self):
@@ -294,11 +306,12 @@ class ScaleConv2D(keras.layers.Layer):
         ``kh_s = dilated_size(kh, scale)``; integer scales give the zero-interleaved (dilated)
         copy of :attr:`kernel`. Useful to fold the layer into plain convolutions.
         """
-        return [self._expand(index) for index in range(self.num_scales)]
+        kernel = self._conv_kernel()
+        return [self._expand(kernel, index) for index in range(self.num_scales)]
 
-    def _expand(self, index):
-        basis = ops.convert_to_tensor(self._bases[index], dtype=self.kernel.dtype)
-        return ops.einsum("pqmn,mncf->pqcf", basis, self.kernel)
+    def _expand(self, kernel, index):
+        basis = ops.convert_to_tensor(self._bases[index], dtype=kernel.dtype)
+        return ops.einsum("pqmn,mncf->pqcf", basis, kernel)
 
     def _spatial_input(self, inputs, index):
         """Pads or crops the spatial axes so a 'valid' conv at scale ``index`` gives the output."""
@@ -369,22 +382,25 @@ class ScaleConv2D(keras.layers.Layer):
             [kept[:, :, : (num_taps - 1) * channels, :], ops.sum(missing, axis=2)], axis=2
         )
 
-    def _conv_at_scale(self, inputs, index, num_taps):
+    def _conv_at_scale(self, inputs, kernel, index, num_taps):
         scale = self.scales[index]
         if is_integer_scale(scale) and self.strides == (1, 1):
-            kernel = self._window_kernel(self.kernel, num_taps)
+            kernel = self._window_kernel(kernel, num_taps)
             if self.padding == "valid":
                 inputs = self._spatial_input(inputs, index)
             return ops.conv(
                 inputs, kernel, strides=1, padding=self.padding, dilation_rate=int(round(scale))
             )
-        kernel = self.kernel if scale == 1 else self._expand(index)
+        if scale != 1:
+            kernel = self._expand(kernel, index)
         kernel = self._window_kernel(kernel, num_taps)
         return ops.conv(
             self._spatial_input(inputs, index), kernel, strides=self.strides, padding="valid"
         )
 
-    def call(self, inputs):
+    def _convolve_scales(self, inputs):
+        """All scales without bias: ``(B, H', W', num_scales, kernel output channels)``."""
+        kernel = self._conv_kernel()
         if self._lifting:
             windows = [
                 (inputs if blur is None else self._blur(inputs, blur), 1)
@@ -393,10 +409,13 @@ class ScaleConv2D(keras.layers.Layer):
         else:
             windows = self._scale_windows(inputs)
         outputs = [
-            self._conv_at_scale(window, index, num_taps)
+            self._conv_at_scale(window, kernel, index, num_taps)
             for index, (window, num_taps) in enumerate(windows)
         ]
-        outputs = ops.stack(outputs, axis=3)
+        return ops.stack(outputs, axis=3)
+
+    def call(self, inputs):
+        outputs = self._convolve_scales(inputs)
         if self.use_bias:
             outputs = outputs + self.bias
         return outputs
