@@ -64,20 +64,21 @@ def run(args):
 
 def attack_sweeps(model, output_dir, attacks=("fgsm", "pgd"), eps=None, protocol="default",
                   steps=None, dataset="cifar10", data_dir=None, max_examples=None,
-                  batch_size=128):
-    """Runs ``metrics.robust_accuracy`` for each attack into ``output_dir/<attack>/`` (resumable)
-    and plots them together in ``output_dir/robust_accuracy.png``; returns the reports."""
+                  batch_size=128, model_name=None):
+    """Runs ``metrics.robust_accuracy`` for each attack, writing CSV/JSON into ``output_dir``
+    after every budget (a rerun reuses finished budgets), and plots all attacks in
+    ``output_dir/robust_accuracy.png``. Returns ``{attack: RobustAccuracyReport}``."""
     from keras_equivariant import data, metrics
 
     test_data = data.load_dataset(dataset, "test", data_dir=data_dir, batch_size=batch_size,
                                   shuffle=False, max_examples=max_examples)
     reports = {}
     for attack in attacks:
-        options = {} if steps is None or attack != "pgd" else {"steps": steps}
         print(f"{attack.upper()} sweep ({protocol} protocol)")
         reports[attack] = metrics.robust_accuracy(
             model, test_data, attack=attack, eps=eps, protocol=protocol,
-            output_dir=Path(output_dir) / attack, **options)
+            steps=steps if attack == "pgd" else None, output_dir=output_dir,
+            model_name=model_name)
     metrics.plot_robust_accuracy(list(reports.values()),
                                  path=Path(output_dir) / "robust_accuracy.png")
     return reports

@@ -127,7 +127,7 @@ def run(args):
 def reproduce(preset, output_dir, dataset="cifar10", data_dir=None, seed=0, verbose=1):
     """Runs ``preset`` (a ``Preset`` or a name in ``PRESETS``) into ``output_dir``; returns the
     results dict also written to ``results.json``."""
-    from keras_equivariant import data, training
+    from keras_equivariant import data, metrics, training
     from keras_equivariant.utils import io
 
     if isinstance(preset, str):
@@ -157,6 +157,7 @@ def reproduce(preset, output_dir, dataset="cifar10", data_dir=None, seed=0, verb
         results["wall_seconds"] = previous_seconds + results["wall_seconds_this_session"]
         io.atomic_write_json(results_path, results)
 
+    reports = {"fgsm": [], "pgd": []}
     lr_schedules = {name: (training.PAPER_LR_SCHEDULES[name] if preset.lr_schedule == "paper"
                            else preset.lr_schedule) for name in preset.models}
     for index, model_name in enumerate(preset.models, start=1):
@@ -182,12 +183,15 @@ def reproduce(preset, output_dir, dataset="cifar10", data_dir=None, seed=0, verb
         stage = time.perf_counter()
         from keras_equivariant.cli.evaluate import attack_sweeps
 
-        reports = attack_sweeps(
+        model_reports = attack_sweeps(
             model, run_dir / "evaluation", attacks=("fgsm", "pgd"), eps=list(preset.eps),
             protocol=preset.protocol, steps=preset.pgd_steps, dataset=dataset,
             data_dir=data_dir, max_examples=preset.max_test_examples,
-            batch_size=preset.batch_size)
-        entry["attacks"] = {attack: accuracy_by_eps(report) for attack, report in reports.items()}
+            batch_size=preset.batch_size, model_name=model_name)
+        for attack, report in model_reports.items():
+            reports[attack].append(report)
+        entry["attacks"] = {attack: accuracy_by_eps(report)
+                            for attack, report in model_reports.items()}
         entry["stage_seconds"]["attacks"] = time.perf_counter() - stage
         save()
 
@@ -210,7 +214,10 @@ def reproduce(preset, output_dir, dataset="cifar10", data_dir=None, seed=0, verb
             num_images=preset.equivariance_images, dataset=dataset, data_dir=data_dir)
         save()
 
-    write_plots(results, output_dir)
+    for attack, attack_reports in reports.items():
+        metrics.plot_robust_accuracy(
+            attack_reports, path=output_dir / f"robust_accuracy_{attack}.png",
+            title=f"{attack.upper()}, {preset.name} preset ({preset.protocol} protocol)")
     io.atomic_write_text(output_dir / "report.md", render_report(results))
     save()
     print(f"report: {output_dir / 'report.md'} (wall time {results['wall_seconds']:.0f} s)")
@@ -239,10 +246,10 @@ def equivariance_errors(model, output_path, num_images=16, dataset="cifar10", da
     if cached is not None and cached.get("num_images") == num_images:
         return cached
     images, _ = data.load_arrays(dataset, "test", data_dir=data_dir, max_examples=num_images)
-    errors = check_equivariance(model, images.astype("float32") / 255.0, group="C4")
+    result = check_equivariance(model, images.astype("float32") / 255.0, group="C4")
     payload = {"group": "C4", "num_images": num_images,
-               "relative_errors": {str(key): float(value) for key, value in errors.items()}}
-    payload["max_relative_error"] = max(payload["relative_errors"].values())
+               "relative_errors": {str(key): float(value) for key, value in result.errors.items()},
+               "max_relative_error": float(result.max_error)}
     io.atomic_write_json(output_path, payload)
     return payload
 
@@ -269,35 +276,6 @@ def hardware_description():
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
     }
-
-
-def write_plots(results, output_dir):
-    """``robust_accuracy_<attack>.png``: accuracy against eps, one curve per model."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    unit = "pixel eps" if results["preset"]["protocol"] == "default" else "eps (normalized units)"
-    for attack in ("fgsm", "pgd"):
-        figure, axis = plt.subplots(figsize=(6, 4))
-        for model_name, entry in results["models"].items():
-            curve = entry.get("attacks", {}).get(attack)
-            if curve:
-                eps = [float(value) for value in curve]
-                scale = 255 if results["preset"]["protocol"] == "default" else 1
-                axis.plot([value * scale for value in eps],
-                          [100 * value for value in curve.values()], marker="o", label=model_name)
-        axis.set_xlabel(f"{unit}{' x 255' if unit == 'pixel eps' else ''}")
-        axis.set_ylabel("accuracy (%)")
-        axis.set_title(f"{attack.upper()} ({results['dataset']['name']}, "
-                       f"{results['preset']['name']} preset)")
-        axis.set_ylim(0, 100)
-        axis.grid(alpha=0.3)
-        axis.legend()
-        figure.tight_layout()
-        figure.savefig(Path(output_dir) / f"robust_accuracy_{attack}.png", dpi=120)
-        plt.close(figure)
 
 
 def render_report(results):

@@ -1,0 +1,101 @@
+"""Tests for `keras-equivariant evaluate`: attack sweeps and the CIFAR-10-C sweep, resumable."""
+
+import csv
+import importlib
+import json
+
+import numpy as np
+import pytest
+
+from keras_equivariant.cli.main import main
+
+# The module (the package re-exports a function of the same name).
+robust_accuracy_module = importlib.import_module("keras_equivariant.metrics.robust_accuracy")
+
+
+@pytest.fixture
+def count_sweeps(monkeypatch):
+    """Counts the eps budgets actually attacked (not reused from a previous run)."""
+    calls = []
+    original = robust_accuracy_module._sweep_one
+
+    def counting(model, dataset, spec, eps_pixel, *args, **kwargs):
+        calls.append((spec.attack, eps_pixel))
+        return original(model, dataset, spec, eps_pixel, *args, **kwargs)
+
+    monkeypatch.setattr(robust_accuracy_module, "_sweep_one", counting)
+    return calls
+
+
+def test_attack_sweep_writes_csv_json_png_and_resumes(trained_model_path, tiny_data_dir,
+                                                      tmp_path, count_sweeps):
+    command = ["evaluate", str(trained_model_path), "--data-dir", str(tiny_data_dir),
+               "--max-examples", "12", "--steps", "2", "--output-dir", str(tmp_path)]
+    assert main(command + ["--eps", "0", "2/255"]) == 0
+    assert len(count_sweeps) == 4
+    assert (tmp_path / "robust_accuracy.png").stat().st_size > 0
+    json_files = sorted(tmp_path.glob("*.json"))
+    assert [path.name.split("_")[-2] for path in json_files] == ["fgsm", "pgd"]
+    for path in json_files:
+        assert path.with_suffix(".csv").is_file()
+
+    # A larger grid later: only the new budget is attacked, for each attack.
+    count_sweeps.clear()
+    assert main(command + ["--eps", "0", "2/255", "8/255"]) == 0
+    assert sorted(count_sweeps) == [("fgsm", pytest.approx(8 / 255)),
+                                    ("pgd", pytest.approx(8 / 255))]
+    pgd = json.loads(next(tmp_path.glob("*pgd*.json")).read_text())
+    assert pgd["eps"] == pytest.approx([0, 2 / 255, 8 / 255])
+    assert pgd["num_examples"] == 12
+    assert all(0 <= value <= 1 for value in pgd["accuracy"])
+
+
+def _write_cifar10_c(folder, corruptions, per_severity=4):
+    folder = folder / "CIFAR-10-C"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in corruptions:
+        np.save(folder / f"{name}.npy",
+                rng.integers(0, 256, (5 * per_severity, 32, 32, 3), dtype=np.uint8))
+    np.save(folder / "labels.npy", (np.arange(5 * per_severity) % 10).astype(np.uint8))
+    return folder.parent
+
+
+def test_corruption_sweep_is_incremental_and_resumable(trained_model_path, tmp_path,
+                                                       monkeypatch):
+    from keras_equivariant import data
+
+    data_dir = _write_cifar10_c(tmp_path / "data", ["fog", "contrast"])
+    loaded = []
+    original = data.load_dataset
+
+    def counting(*args, **kwargs):
+        loaded.append((kwargs.get("corruption"), kwargs.get("severity")))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(data, "load_dataset", counting)
+    output = tmp_path / "out"
+    command = ["evaluate", str(trained_model_path), "--skip-attacks", "--data-dir",
+               str(data_dir), "--output-dir", str(output), "--corruptions", "fog", "contrast"]
+    assert main(command + ["--severities", "1", "2"]) == 0
+    assert len(loaded) == 4
+    loaded.clear()
+    assert main(command + ["--severities", "1", "2", "5"]) == 0
+    assert sorted(loaded) == [("contrast", 5), ("fog", 5)]
+
+    with open(output / "corruptions" / "corruptions.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert [(row["corruption"], int(row["severity"])) for row in rows] == [
+        ("contrast", 1), ("contrast", 2), ("contrast", 5), ("fog", 1), ("fog", 2), ("fog", 5)]
+    assert all(int(row["num_examples"]) == 4 for row in rows)
+    cells = json.loads((output / "corruptions" / "corruptions.json").read_text())["cells"]
+    assert len(cells) == 6
+    assert (output / "corruptions" / "corruptions.png").stat().st_size > 0
+
+
+def test_unknown_corruption_is_refused_before_work(trained_model_path, tmp_path, capsys):
+    code = main(["evaluate", str(trained_model_path), "--skip-attacks", "--corruptions", "rain",
+                 "--data-dir", str(tmp_path), "--output-dir", str(tmp_path / "out")])
+    assert code == 2
+    assert "rain" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,66 @@
+"""Tests for keras_equivariant.cli.main: argument errors, data errors, exit codes."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from keras_equivariant.cli.main import main
+
+MODEL_NAMES = ["BaselineCNN", "ParallelGCNN", "ParallelRotScaleGCNN", "CascadedGCNN",
+               "WeightedParallelGCNN"]
+
+
+def test_model_names_match_the_library():
+    from keras_equivariant import training
+    from keras_equivariant.cli import _common
+
+    assert list(_common.MODEL_NAMES) == list(training.MODEL_NAMES) == MODEL_NAMES
+
+
+def test_unknown_model_name_exits_2_and_lists_valid_names(capsys, tmp_path):
+    with pytest.raises(SystemExit) as error:
+        main(["train", "ResNet50", "--output-dir", str(tmp_path)])
+    assert error.value.code == 2
+    message = capsys.readouterr().err
+    assert "invalid choice: 'ResNet50'" in message
+    for name in MODEL_NAMES:
+        assert name in message
+
+
+def test_missing_data_dir_exits_1_with_a_clear_message(capsys, tmp_path):
+    code = main(["train", "BaselineCNN", "--depth", "4", "--epochs", "1",
+                 "--data-dir", str(tmp_path / "nowhere"), "--output-dir", str(tmp_path)])
+    assert code == 1
+    message = capsys.readouterr().err
+    assert message.startswith("keras-equivariant train: error:")
+    assert "nowhere" in message and "does not exist" in message
+
+
+def test_corrupted_data_file_exits_1(capsys, tmp_path):
+    (tmp_path / "cifar10_broken.npz").write_bytes(b"not a zip file")
+    code = main(["reproduce", "--data-dir", str(tmp_path), "--output-dir", str(tmp_path / "out")])
+    assert code == 1
+    assert "cifar10_broken.npz" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_values_exit_2(capsys, tmp_path):
+    with pytest.raises(SystemExit) as error:
+        main(["evaluate", "model.keras", "--eps", "eight"])
+    assert error.value.code == 2
+    assert "invalid eps 'eight'" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path / "absent.keras")]) == 1
+    assert "No model file" in capsys.readouterr().err
+
+
+def test_console_entry_point_prints_no_traceback(tmp_path):
+    completed = subprocess.run(
+        [sys.executable, "-m", "keras_equivariant.cli.main", "evaluate",
+         str(tmp_path / "absent.keras")],
+        capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert completed.returncode == 1
+    assert "Traceback" not in completed.stderr
+    assert "keras-equivariant evaluate: error: No model file" in completed.stderr

@@ -1,0 +1,142 @@
+"""Tests for keras_equivariant.training: protocol defaults, resume after interruption, strategies."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+from keras_equivariant import training
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    """A CIFAR-10-format .npz with 48 training and 16 test images."""
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "cifar10_tiny.npz",
+             x_train=rng.integers(0, 256, (48, 32, 32, 3), dtype=np.uint8),
+             y_train=(np.arange(48) % 10).astype(np.uint8),
+             x_test=rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8),
+             y_test=(np.arange(16) % 10).astype(np.uint8))
+    return tmp_path
+
+
+def test_learning_rate_schedules():
+    assert training.learning_rate_at(120, 1e-3, "constant") == pytest.approx(1e-3)
+    # PyTorch StepLR(50, 0.1), as in the official Parallel/Cascaded/Weighted scripts.
+    assert training.learning_rate_at(49, 1e-3, "step") == pytest.approx(1e-3)
+    assert training.learning_rate_at(50, 1e-3, "step") == pytest.approx(1e-4)
+    assert training.learning_rate_at(150, 1e-3, "step") == pytest.approx(1e-6)
+    assert training.learning_rate_at(0, 1e-3, "cosine", epochs=10) == pytest.approx(1e-3)
+    assert training.learning_rate_at(5, 1e-3, "cosine", epochs=10) == pytest.approx(5e-4)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        training.learning_rate_at(0, 1e-3, "linear")
+
+
+@pytest.mark.parametrize("arguments, message", [
+    ({"model_name": "ResNet50"}, "model_name"),
+    ({"depth": 7}, "depth"),
+    ({"variant": "exact"}, "variant"),
+    ({"epochs": 0}, "epochs"),
+    ({"save_freq": "batch"}, "save_freq"),
+])
+def test_bad_arguments_fail_before_any_work(tmp_path, arguments, message):
+    values = {"model_name": "BaselineCNN", "depth": 4, "output_dir": tmp_path,
+              "data_dir": tmp_path / "missing"}
+    values.update(arguments)
+    with pytest.raises(ValueError, match=message):
+        training.train(**values)
+    assert not any(tmp_path.iterdir())
+
+
+def test_default_strategy_on_one_device():
+    strategy = training.select_strategy("auto")
+    assert strategy.num_replicas_in_sync == 1
+    with pytest.raises(ValueError, match="distribution"):
+        training.select_strategy("tpu")
+
+
+class _Interrupt(keras.callbacks.Callback):
+    """Records the weights at the interruption point, then raises in the middle of an epoch."""
+
+    def __init__(self, epoch, batch):
+        super().__init__()
+        self.epoch, self.batch = epoch, batch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.current_epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.current_epoch == self.epoch and batch == self.batch:
+            self.weights = [np.array(w) for w in self.model.get_weights()]
+            raise KeyboardInterrupt("simulated kill")
+
+
+class _Recorder(keras.callbacks.Callback):
+    """Records the weights after BackupAndRestore restored them, and the first epoch run."""
+
+    def on_train_begin(self, logs=None):
+        self.weights = [np.array(w) for w in self.model.get_weights()]
+        self.first_epoch = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.first_epoch is None:
+            self.first_epoch = epoch
+
+
+def test_interrupted_run_resumes_then_finished_run_is_skipped_or_extended(data_dir, tmp_path):
+    arguments = dict(model_name="BaselineCNN", depth=4, epochs=3, batch_size=16,
+                     data_dir=data_dir, output_dir=tmp_path / "runs", run_name="run",
+                     save_freq=1, verbose=0)
+    interrupt = _Interrupt(epoch=1, batch=1)
+    with pytest.raises(KeyboardInterrupt):
+        training.train(**arguments, callbacks=[interrupt])
+    run_dir = tmp_path / "runs" / "run"
+    assert (run_dir / "backup").is_dir()
+    assert not (run_dir / "summary.json").exists()
+    assert [row["epoch"] for row in training.read_history(run_dir)] == [0]
+
+    recorder = _Recorder()
+    summary = training.train(**arguments, callbacks=[recorder])
+    # The rerun restarts the interrupted epoch 1 (not epoch 0) from the mid-epoch weights.
+    assert recorder.first_epoch == 1
+    for restored, saved in zip(recorder.weights, interrupt.weights):
+        np.testing.assert_array_equal(restored, saved)
+    assert [row["epoch"] for row in training.read_history(run_dir)] == [0, 1, 2]
+    assert summary["completed"] and summary["epochs_completed"] == 3
+    assert not (run_dir / "backup").exists()
+    assert 0.0 <= summary["test_accuracy"] <= 1.0
+    assert summary["train_seconds"] > 0
+
+    # A finished run is not retrained; asked for more epochs it continues from its checkpoint;
+    # other settings are refused before any work.
+    model_time = os.path.getmtime(summary["model_path"])
+    assert training.train(**arguments) == summary
+    assert os.path.getmtime(summary["model_path"]) == model_time
+    extended = training.train(**dict(arguments, epochs=4))
+    assert extended["epochs_completed"] == 4
+    assert [row["epoch"] for row in training.read_history(run_dir)] == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="learning_rate"):
+        training.train(**dict(arguments, epochs=4, learning_rate=0.1))
+
+
+def test_mirrored_strategy_on_two_logical_cpus(data_dir, tmp_path):
+    script = textwrap.dedent(f"""
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from keras_equivariant import training
+        summary = training.train("BaselineCNN", depth=4, epochs=1, batch_size=16,
+                                 data_dir={str(data_dir)!r}, output_dir={str(tmp_path)!r},
+                                 verbose=0)
+        print("REPLICAS", summary["num_replicas"], "ACCURACY", summary["test_accuracy"])
+    """)
+    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                               timeout=300, env=environment)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "REPLICAS 2" in completed.stdout
