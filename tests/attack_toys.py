@@ -80,6 +80,6 @@ def trained_classifier():
 
 
 @functools.lru_cache(maxsize=None)
-def test_split():
+def held_out_split():
     """240 held-out synthetic examples ``(images, labels)``."""
     return stripes_dataset(240, seed=1)

@@ -1,11 +1,11 @@
 import pytest
-from attack_toys import test_split, trained_classifier
+from attack_toys import held_out_split, trained_classifier
 
 
 @pytest.fixture
 def toy_data():
     """Held-out synthetic test images and labels (240 examples, 3 classes)."""
-    return test_split()
+    return held_out_split()
 
 
 @pytest.fixture

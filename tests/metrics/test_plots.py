@@ -1,0 +1,68 @@
+"""Accuracy-vs-eps plots: one curve per model, mean and a band across seeds, headless."""
+
+import matplotlib.collections
+import numpy as np
+import pytest
+
+from keras_equivariant.metrics import RobustAccuracyReport, plot_robust_accuracy
+
+
+def _report(name, accuracy, protocol="default", eps=(0.0, 0.01, 0.02), attack="pgd"):
+    unit = "pixel [0, 1]" if protocol == "default" else "normalized [-1, 1] (pixel eps = eps / 2)"
+    scale = 1.0 if protocol == "default" else 0.5
+    return RobustAccuracyReport(
+        model_name=name, protocol=protocol, eps_unit=unit,
+        attack={"attack": attack, "norm": "inf"}, eps=list(eps),
+        eps_pixel=[scale * e for e in eps], step_size_pixel=[0.0] * len(eps),
+        accuracy=list(accuracy), num_robust=[0] * len(eps), clean_accuracy=accuracy[0],
+        num_examples=100)
+
+
+def test_seeds_of_one_model_share_a_curve_with_a_band(tmp_path):
+    reports = [_report("parallel", [0.9, 0.6, 0.3]), _report("parallel", [0.8, 0.5, 0.1]),
+               _report("baseline", [0.9, 0.2, 0.0])]
+    figure = plot_robust_accuracy(reports, path=tmp_path / "curves.png", title="PGD")
+    (ax,) = figure.axes
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert set(lines) == {"parallel (n=2)", "baseline"}
+    np.testing.assert_allclose(lines["parallel (n=2)"].get_ydata(), [85, 55, 20])
+    bands = [c for c in ax.collections if isinstance(c, matplotlib.collections.PolyCollection)]
+    assert len(bands) == 1  # only the model with several seeds gets a band
+    vertices = bands[0].get_paths()[0].vertices
+    spread = np.std([[90, 60, 30], [80, 50, 10]], axis=0, ddof=1)
+    assert vertices[:, 1].max() == pytest.approx((np.array([85, 55, 20]) + spread).max())
+    assert ax.get_ylabel() == "robust accuracy (%)" and "pixel" in ax.get_xlabel()
+    assert (tmp_path / "curves.png").stat().st_size > 1000
+
+
+def test_single_report_and_existing_axes():
+    from matplotlib.figure import Figure
+
+    figure = Figure()
+    ax = figure.add_subplot()
+    assert plot_robust_accuracy(_report("m", [1.0, 0.5, 0.2]), ax=ax) is figure
+    assert len(ax.get_lines()) == 1
+
+
+def test_mixed_protocol_units_need_pixel_axis():
+    reports = [_report("a", [0.9, 0.5, 0.1]), _report("b", [0.9, 0.7, 0.4], protocol="paper")]
+    with pytest.raises(ValueError, match="eps_pixel"):
+        plot_robust_accuracy(reports)
+    (ax,) = plot_robust_accuracy(reports, x="eps_pixel").axes
+    np.testing.assert_allclose(ax.get_lines()[1].get_xdata(), [0.0, 0.005, 0.01])
+
+
+def test_attacks_are_told_apart_in_the_legend():
+    reports = [_report("a", [0.9, 0.5, 0.1]), _report("a", [0.9, 0.7, 0.4], attack="fgsm")]
+    (ax,) = plot_robust_accuracy(reports).axes
+    assert {line.get_label() for line in ax.get_lines()} == {"a (pgd, Linf)", "a (fgsm, Linf)"}
+
+
+def test_bad_input_raises():
+    with pytest.raises(ValueError, match="different eps grids"):
+        plot_robust_accuracy([_report("a", [0.9, 0.5, 0.1]),
+                              _report("a", [0.9, 0.5], eps=(0.0, 0.05))])
+    with pytest.raises(ValueError, match="at least one"):
+        plot_robust_accuracy([])
+    with pytest.raises(ValueError, match="Unknown x"):
+        plot_robust_accuracy(_report("a", [0.9, 0.5, 0.1]), x="steps")

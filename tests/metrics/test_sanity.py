@@ -1,0 +1,89 @@
+"""Gradient-masking sanity checks: a healthy model passes, a gradient-masked one is flagged."""
+
+import keras
+import numpy as np
+import pytest
+from attack_toys import (
+    IMAGE_SHAPE,
+    NUM_CLASSES,
+    Quantize,
+    build_classifier,
+    held_out_split,
+    stripes_dataset,
+    train,
+    trained_classifier,
+)
+
+from keras_equivariant.metrics import sanity_checks
+
+CHECKS = ["pgd_not_weaker_than_fgsm", "more_steps_do_not_help_the_model", "eps_zero_equals_clean",
+          "accuracy_decreases_with_eps", "large_eps_breaks_model",
+          "random_noise_not_stronger_than_pgd", "gradients_finite_and_nonzero"]
+
+
+def test_healthy_model_passes_every_check():
+    images, labels = held_out_split()
+    report = sanity_checks(trained_classifier(), (images[:128], labels[:128]), eps=0.1,
+                           num_noise_samples=20, model_name="toy")
+    assert [check.name for check in report.checks] == CHECKS
+    assert report.passed, str(report)
+    assert report.num_examples == 128 and 0.8 < report.clean_accuracy < 1
+    assert report["eps_zero_equals_clean"].values["eps_zero_accuracy"] == report.clean_accuracy
+    text = str(report)
+    assert "PASSED" in text and "FGSM" in text and "toy" in text
+
+
+def test_item9_gradient_masked_model_is_flagged():
+    """A rounding layer zeroes every input gradient: the model looks robust to PGD but is not."""
+    train_images, train_labels = stripes_dataset(900, seed=0)
+    masked = train(build_classifier(extra_layers=[Quantize(8)]), train_images, train_labels)
+    images, labels = held_out_split()
+    report = sanity_checks(masked, (images[:128], labels[:128]), eps=0.1, num_noise_samples=20)
+    assert not report.passed
+    assert report["gradients_finite_and_nonzero"].values["zero_gradient_fraction"] == 1.0
+    assert not report["gradients_finite_and_nonzero"].passed
+    assert not report["large_eps_breaks_model"].passed
+    assert not report["random_noise_not_stronger_than_pgd"].passed
+    assert report["eps_zero_equals_clean"].passed  # the bookkeeping itself is still exact
+    assert "FAILED" in str(report) and "gradients_finite_and_nonzero" in str(report)
+
+
+def test_saturated_softmax_is_flagged():
+    """Probabilities with a huge temperature: masked gradients via saturation (zero CE gradient)."""
+    images, labels = held_out_split()
+    saturated = keras.Sequential([
+        keras.Input(IMAGE_SHAPE), trained_classifier(), keras.layers.Rescaling(1e4),
+        keras.layers.Softmax(),
+    ])
+    with pytest.warns(UserWarning, match="probabilities"):
+        report = sanity_checks(saturated, (images[:64], labels[:64]), eps=0.1,
+                               num_noise_samples=10)
+    assert not report.passed
+
+
+def test_report_serializes(tmp_path):
+    images, labels = held_out_split()
+    report = sanity_checks(trained_classifier(), (images[:32], labels[:32]), eps=0.05, steps=2,
+                           num_noise_samples=2)
+    payload = report.to_dict()
+    assert payload["passed"] == report.passed and len(payload["checks"]) == len(CHECKS)
+    assert report.to_json(tmp_path / "sanity.json").exists()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"eps": [0.1, 0.2]}, "single budget"),
+    ({"eps": 0.0}, "> 0"),
+    ({"eps": -1.0}, ">= 0"),
+    ({"tolerance": 1.5}, "tolerance"),
+    ({"steps": 0}, "steps"),
+])
+def test_bad_arguments_raise(kwargs, message):
+    images, labels = held_out_split()
+    with pytest.raises(ValueError, match=message):
+        sanity_checks(trained_classifier(), (images[:8], labels[:8]), **{"eps": 0.1, **kwargs})
+
+
+def test_unknown_class_labels_raise():
+    images, _ = held_out_split()
+    with pytest.raises(ValueError, match="num_classes"):
+        sanity_checks(trained_classifier(), (images[:8], np.full(8, NUM_CLASSES)), eps=0.1)
