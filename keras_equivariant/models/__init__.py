@@ -5,7 +5,7 @@ and names its last spatial feature map ``"features"`` (see ``docs/model-summary.
 """
 
 from keras_equivariant.models.baseline import BaselineCNN
-from keras_equivariant.models.blocks import SoftmaxWeightedSum
+from keras_equivariant.models.blocks import BilinearResize, SoftmaxWeightedSum
 from keras_equivariant.models.cascaded import CascadedGCNN
 from keras_equivariant.models.parallel import ParallelGCNN, ParallelRotScaleGCNN
 from keras_equivariant.models.weighted import WeightedParallelGCNN

@@ -217,3 +217,46 @@ def group_conv_stack(x, plan, first_index, group="C4"):
         x = group_batch_norm_relu(x, f"conv{index}")
         index += 1
     return x
+
+
+@keras.saving.register_keras_serializable(package="keras_equivariant")
+class BilinearResize(keras.layers.Layer):
+    """Resizes images bilinearly to a fixed size, as PyTorch's ``F.interpolate`` does.
+
+    Half-pixel centers and no antialiasing, i.e. ``F.interpolate(mode="bilinear",
+    align_corners=False)``: a 2x down-sampling averages each 2x2 block. Used by the official
+    "simulated" multi-scale branch of ``ParallelRotScaleGCNN(variant="paper")``.
+    (``keras.layers.Resizing`` is not used: in Keras 3.15 a model exported with
+    ``model.export()`` runs the layers after it in training mode.)
+
+    Args:
+        height: int, output height.
+        width: int, output width.
+        **kwargs: base layer keyword arguments.
+
+    Input shape:
+        ``(batch, in_height, in_width, channels)``.
+
+    Output shape:
+        ``(batch, height, width, channels)``.
+
+    Example:
+
+    >>> BilinearResize(16, 16)(keras.ops.ones((2, 32, 32, 3))).shape
+    (2, 16, 16, 3)
+    """
+
+    def __init__(self, height, width, **kwargs):
+        super().__init__(**kwargs)
+        self.height = check_positive_int(height, "height")
+        self.width = check_positive_int(width, "width")
+
+    def call(self, inputs):
+        return keras.ops.image.resize(
+            inputs, (self.height, self.width), interpolation="bilinear", antialias=False)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.height, self.width, input_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "height": self.height, "width": self.width}

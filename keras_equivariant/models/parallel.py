@@ -108,13 +108,12 @@ def _paper_scale_branches(x, input_shape):
     for scale, label in zip(PAPER_SCALES, ("half", "one", "double")):
         branch = x
         if scale != 1.0:
-            branch = keras.layers.Resizing(
-                int(height * scale), int(width * scale), interpolation="bilinear",
-                name=f"scale_{label}_resize")(branch)
+            branch = blocks.BilinearResize(
+                int(height * scale), int(width * scale), name=f"scale_{label}_resize")(branch)
         branch = blocks.conv_bn_relu(branch, 16, f"scale_{label}_conv")
         if scale != 1.0:
-            branch = keras.layers.Resizing(
-                height, width, interpolation="bilinear", name=f"scale_{label}_restore")(branch)
+            branch = blocks.BilinearResize(
+                height, width, name=f"scale_{label}_restore")(branch)
         outputs.append(branch)
     return outputs
 
