@@ -336,7 +336,7 @@ def clever_scores(model, images, target_classes=None, num_batches=None,
             "radius": config["radius"],
             "num_batches": config["num_batches"],
             "num_samples_per_batch": config["num_samples_per_batch"],
-            "seed": seed,
+            "seed": None if seed is None else int(seed),
             "clip": bool(clip),
             "target_classes": None if target_classes is None else target_classes.tolist(),
             "image_digests": [hashlib.sha256(image.tobytes()).hexdigest()[:16]
@@ -464,8 +464,8 @@ def _clever(model, image, target_class, num_batches, num_samples_per_batch, radi
         score=float(critical.score), predicted_class=predicted,
         target_class=critical.target_class, norm=config["norm"], radius=config["radius"],
         num_batches=config["num_batches"],
-        num_samples_per_batch=config["num_samples_per_batch"], seed=seed,
-        targets=tuple(scores))
+        num_samples_per_batch=config["num_samples_per_batch"],
+        seed=None if seed is None else int(seed), targets=tuple(scores))
 
 
 def _resolve_config(num_batches, num_samples_per_batch, radius, norm, preset, seed,

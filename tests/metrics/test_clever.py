@@ -121,6 +121,8 @@ def test_same_seed_reproduces_and_scores_stay_below_radius(image):
     assert first == second
     assert all(0.0 <= t.score <= 0.5 for t in first.targets)
     assert all(t.lipschitz >= t.fit.max_sample > 0 for t in first.targets)
+    unseeded = metrics.clever_u(model, image, norm="2", radius=0.5, seed=None, **SMALL)
+    assert unseeded.seed is None and 0.0 < unseeded.score <= 0.5
 
 
 # ----------------------------------------------------------------------------- sampling
