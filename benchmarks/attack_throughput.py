@@ -1,0 +1,189 @@
+"""Throughput of robustness evaluations (images/s) against a reference measured in the same process.
+
+Each benchmark *case* times one of our functions and a straightforward reference on the same
+model and batch, and prints images/s for both and their ratio (ours / reference, > 1 = faster).
+Cases are produced by *case factories* registered with ``@case_factory``; to add rows (e.g.
+CLEVER), write a factory ``def my_cases(context) -> list[Case]`` next to the existing ones.
+
+Attack cases (PGD-10 and PGD-40, L-inf 8/255, step 2/255 resp. 2.5*eps/40, random start):
+
+* ours: ``keras_equivariant.attacks.pgd`` (whole loop compiled, best iterate kept).
+* reference: ART's ``ProjectedGradientDescent`` on a ``TensorFlowV2Classifier`` (its TF2
+  implementation) when ``adversarial-robustness-toolbox`` is importable (it is NOT a project
+  dependency: install it into a throwaway directory and pass ``--art-path DIR``, e.g.
+  ``pip install --target /tmp/art_pkgs adversarial-robustness-toolbox``); otherwise a naive eager
+  GradientTape PGD loop, and the table says which reference ran.
+
+Model: ``keras_equivariant.BaselineCNN(depth=10)`` (32x32x3 inputs, 10 classes, random weights;
+throughput does not depend on the weights). Runs on whatever device TensorFlow picks (CPU here).
+
+Usage::
+
+    python benchmarks/attack_throughput.py --art-path /tmp/art_pkgs [--batch-size 128]
+        [--repeats 3] [--only pgd-10,pgd-40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import time
+from typing import Callable
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import keras_equivariant  # noqa: E402
+from keras_equivariant.attacks import pgd  # noqa: E402
+
+EPS = 8 / 255
+
+
+@dataclasses.dataclass
+class Context:
+    """What every case factory gets: the model, one batch, and the optional ART classifier."""
+
+    model: keras.Model
+    images: np.ndarray
+    labels: np.ndarray
+    art_classifier: object | None
+    args: argparse.Namespace
+
+
+@dataclasses.dataclass
+class Case:
+    """One benchmark row: ``ours`` and ``reference`` each process ``num_images`` images per call."""
+
+    name: str
+    ours: Callable[[], object]
+    reference: Callable[[], object]
+    reference_name: str
+    num_images: int
+
+
+CASE_FACTORIES: list[Callable[[Context], list[Case]]] = []
+
+
+def case_factory(factory):
+    """Registers ``factory(context) -> list[Case]``; rows are printed in registration order."""
+    CASE_FACTORIES.append(factory)
+    return factory
+
+
+def naive_eager_pgd(model, images, labels, eps, steps, step_size):
+    """Reference: the textbook PGD loop, eager, one GradientTape per step, random start."""
+    images = tf.convert_to_tensor(images)
+    loss_object = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    adversarial = tf.clip_by_value(images + tf.random.uniform(images.shape, -eps, eps), 0, 1)
+    for _ in range(steps):
+        with tf.GradientTape() as tape:
+            tape.watch(adversarial)
+            loss = loss_object(labels, model(adversarial, training=False))
+        adversarial = adversarial + step_size * tf.sign(tape.gradient(loss, adversarial))
+        adversarial = tf.clip_by_value(tf.clip_by_value(adversarial, images - eps, images + eps),
+                                       0, 1)
+    return adversarial.numpy()
+
+
+def load_art_classifier(model, art_path, input_shape, num_classes):
+    """ART's TensorFlowV2Classifier around ``model``, or None if ART cannot be imported."""
+    if art_path:
+        sys.path.append(art_path)  # appended: the project's own numpy/TF keep precedence
+    try:
+        from art.estimators.classification import TensorFlowV2Classifier
+    except ImportError as error:
+        print(f"ART not importable ({error}); using the naive eager PGD loop as reference.")
+        return None
+    return TensorFlowV2Classifier(
+        model=model, nb_classes=num_classes, input_shape=input_shape,
+        loss_object=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        clip_values=(0.0, 1.0))
+
+
+@case_factory
+def pgd_cases(context: Context) -> list[Case]:
+    cases = []
+    for steps in (10, 40):
+        step_size = 2.5 * EPS / steps
+
+        def ours(steps=steps, step_size=step_size):
+            return pgd(context.model, context.images, context.labels, EPS, steps=steps,
+                       step_size=step_size, seed=0)
+
+        if context.art_classifier is not None:
+            from art.attacks.evasion import ProjectedGradientDescent
+
+            attack = ProjectedGradientDescent(
+                context.art_classifier, norm=np.inf, eps=EPS, eps_step=step_size,
+                max_iter=steps, num_random_init=1, batch_size=len(context.images), verbose=False)
+            reference = (lambda attack=attack: attack.generate(context.images, y=context.labels))
+            reference_name = f"ART {_art_version()} TF2 PGD"
+        else:
+            reference = (lambda steps=steps, step_size=step_size: naive_eager_pgd(
+                context.model, context.images, context.labels, EPS, steps, step_size))
+            reference_name = "naive eager PGD loop"
+        cases.append(Case(f"pgd-{steps}", ours, reference, reference_name, len(context.images)))
+    return cases
+
+
+def _art_version():
+    import art
+
+    return art.__version__
+
+
+def images_per_second(function, num_images, repeats):
+    """Median images/s over ``repeats`` timed calls, after one untimed warm-up (compilation)."""
+    function()
+    timings = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        timings.append(time.perf_counter() - start)
+    return num_images / float(np.median(timings))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--art-path", default=None,
+                        help="directory holding a throwaway install of adversarial-robustness-toolbox")
+    parser.add_argument("--only", default=None, help="comma-separated case names to run")
+    args = parser.parse_args(argv)
+
+    keras.utils.set_random_seed(0)
+    input_shape, num_classes = (32, 32, 3), 10
+    model = keras_equivariant.BaselineCNN(num_classes=num_classes, depth=10,
+                                          input_shape=input_shape)
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 1, (args.batch_size,) + input_shape).astype(np.float32)
+    labels = rng.integers(0, num_classes, args.batch_size).astype(np.int32)
+    context = Context(model, images, labels,
+                      load_art_classifier(model, args.art_path, input_shape, num_classes), args)
+    selected = None if args.only is None else set(args.only.split(","))
+
+    device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
+    print(f"model: BaselineCNN(depth=10), {model.count_params():,} parameters; batch "
+          f"{args.batch_size}; device {device}; TF {tf.__version__}, Keras {keras.__version__}; "
+          f"median of {args.repeats} runs after a warm-up")
+    header = f"{'case':<12} {'ours img/s':>11} {'reference img/s':>16} {'ratio':>6}  reference"
+    print(header)
+    print("-" * len(header))
+    for factory in CASE_FACTORIES:
+        for case in factory(context):
+            if selected is not None and case.name not in selected:
+                continue
+            ours = images_per_second(case.ours, case.num_images, args.repeats)
+            reference = images_per_second(case.reference, case.num_images, args.repeats)
+            print(f"{case.name:<12} {ours:>11.1f} {reference:>16.1f} {ours / reference:>5.2f}x  "
+                  f"{case.reference_name}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
