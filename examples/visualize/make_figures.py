@@ -152,8 +152,8 @@ def main(argv=None):
                     raise SystemExit(code)
                 tables[name] = result_dir / "corruptions" / "corruptions.json"
             title = ("CIFAR-10-C accuracy (%)" if args.cifar10_c_dir else
-                     f"Accuracy (%) under re-created CIFAR-10-C corruptions (not the official "
-                     f"files), first {args.corruption_images} subset test images")
+                     f"Accuracy (%) under re-created CIFAR-10-C corruptions\n(not the official "
+                     f"files; first {args.corruption_images} subset test images)")
             visualize.plot_corruption_heatmap(tables, output_dir / "corruption_heatmap.png",
                                               title=title)
             print(f"wrote {output_dir / 'corruption_heatmap.png'}")

@@ -301,13 +301,14 @@ def plot_saliency_comparison(models, images, path, labels=None, model_names=None
                 axis.imshow(np.clip(batch[image_index], 0, 1).squeeze())
                 verdict = ""
                 if labels is not None:
-                    verdict = " ok" if predictions[image_index] == labels[image_index] else " wrong"
-                axis.set_title(f"{name}\n{condition}: {describe(predictions[image_index])}{verdict}",
-                               fontsize=6)
+                    verdict = (" (ok)" if predictions[image_index] == labels[image_index] else
+                               f" (true: {describe(labels[image_index])})")
+                axis.set_title(f"{name}, {condition}\npredicted {describe(predictions[image_index])}"
+                               f"{verdict}", fontsize=6)
                 for method_index, method in enumerate(methods):
                     axis = axes[row, column + 1 + method_index]
                     axis.imshow(maps[method][image_index], cmap="inferno", vmin=0, vmax=1)
-                    axis.set_title(f"{name}\n{method}", fontsize=6)
+                    axis.set_title(method, fontsize=6)
     for axis in axes.ravel():
         axis.set_xticks([])
         axis.set_yticks([])
