@@ -1,0 +1,168 @@
+"""Tests of keras_equivariant.export.fold: equivariant convs -> plain Conv2D, same outputs."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_equivariant import (
+    CascadedGCNN,
+    ParallelGCNN,
+    ParallelRotScaleGCNN,
+    WeightedParallelGCNN,
+)
+from keras_equivariant.export import fold
+from keras_equivariant.layers import GroupBatchNormalization, RotationConv2D, ScaleConv2D
+
+GROUP_BUILDERS = {
+    "ParallelGCNN": ParallelGCNN,
+    "ParallelRotScaleGCNN": ParallelRotScaleGCNN,
+    "CascadedGCNN": CascadedGCNN,
+    "WeightedParallelGCNN": WeightedParallelGCNN,
+}
+TOLERANCE = 1e-5
+
+
+def _images(count, size=32, channels=3, seed=0):
+    return np.random.default_rng(seed).random((count, size, size, channels), dtype=np.float32)
+
+
+def _predict(model, images):
+    return keras.ops.convert_to_numpy(model(images, training=False))
+
+
+def _relative_error(actual, expected):
+    return float(np.abs(actual - expected).max() / np.abs(expected).max())
+
+
+def _equivariant_layers(model):
+    return [layer for layer in model.layers if isinstance(layer, (RotationConv2D, ScaleConv2D))]
+
+
+def _perturb(model, seed=0):
+    """Moves every bias, batch-norm parameter and moving statistic away from its initial value
+    (zeros / ones), as training would, so that folding them wrongly cannot go unnoticed."""
+    rng = np.random.default_rng(seed)
+    for variable in model.weights:
+        value = variable.numpy()
+        if "moving_variance" in variable.path:
+            value = rng.uniform(0.5, 2.0, value.shape)
+        elif "kernel" not in variable.path:
+            value = value + rng.normal(0.0, 0.2, value.shape)
+        variable.assign(value.astype(np.float32))
+    return model
+
+
+@pytest.fixture(scope="module")
+def trained_models():
+    """The 4-layer group models, both variants, with perturbed biases and statistics."""
+    return {
+        (name, variant): _perturb(builder(depth=4, variant=variant))
+        for name, builder in GROUP_BUILDERS.items()
+        for variant in ("paper", "equivariant")
+    }
+
+
+@pytest.mark.parametrize("name", list(GROUP_BUILDERS))
+@pytest.mark.parametrize("variant", ["paper", "equivariant"])
+def test_fold_gives_the_same_logits_with_plain_convolutions(trained_models, name, variant):
+    model = trained_models[(name, variant)]
+    assert _equivariant_layers(model)
+    folded = fold(model)
+    assert not _equivariant_layers(folded)
+    plain_convs = [layer for layer in folded.layers if type(layer) is keras.layers.Conv2D]
+    assert len(plain_convs) > sum(type(layer) is keras.layers.Conv2D for layer in model.layers)
+    assert folded.name == model.name and folded.output_shape == model.output_shape
+    images = _images(3, seed=2)
+    expected = _predict(model, images)
+    assert _relative_error(_predict(folded, images), expected) <= TOLERANCE
+    # The group layers after the folded convs are reused unchanged (rank-5 layout kept).
+    if variant == "equivariant":
+        assert any(isinstance(layer, GroupBatchNormalization) for layer in folded.layers)
+
+
+def test_fold_is_a_snapshot_independent_of_the_original(trained_models):
+    model = trained_models[("CascadedGCNN", "equivariant")]
+    images = _images(2, seed=3)
+    folded = fold(model)
+    before = _predict(folded, images)
+    original_kernel = model.get_layer("conv2").kernel.numpy().copy()
+    model.get_layer("conv2").kernel.assign(original_kernel * 2.0)
+    try:
+        np.testing.assert_array_equal(_predict(folded, images), before)
+    finally:
+        model.get_layer("conv2").kernel.assign(original_kernel)
+
+
+def test_fold_keeps_exact_invariance_and_exports(trained_models, tmp_path):
+    model = trained_models[("CascadedGCNN", "equivariant")]
+    folded = fold(model)
+    images = _images(2, seed=4)
+    logits = _predict(folded, images)
+    rotated = _predict(folded, np.rot90(images, 1, axes=(1, 2)).copy())
+    assert _relative_error(rotated, logits) <= TOLERANCE
+    folded.export(str(tmp_path / "folded"), verbose=False)
+    loaded = tf.saved_model.load(str(tmp_path / "folded"))
+    assert _relative_error(loaded.serve(images).numpy(), _predict(model, images)) <= TOLERANCE
+
+
+def test_fold_ten_layer_rot_scale_model():
+    model = ParallelRotScaleGCNN(depth=10)
+    folded = fold(model)
+    assert not _equivariant_layers(folded)
+    images = _images(2, seed=5)
+    assert _relative_error(_predict(folded, images), _predict(model, images)) <= TOLERANCE
+
+
+def _single_layer_model(layer, input_shape):
+    inputs = keras.Input(input_shape)
+    return keras.Model(inputs, keras.layers.ReLU()(layer(inputs)))
+
+
+@pytest.mark.parametrize(
+    "layer, input_shape",
+    [
+        (RotationConv2D(5, 3, group="D4", strides=2, bias_initializer="random_normal"),
+         (17, 17, 2)),
+        (RotationConv2D(4, 5, group="C8", padding="valid", bias_initializer="random_normal"),
+         (15, 15, 3)),
+        (RotationConv2D(3, 3, group="C4", dilation_rate=2, activation="relu"), (13, 13, 2)),
+        (ScaleConv2D(4, 3, scales=(1, 1.5, 3), bias_initializer="random_normal"), (20, 20, 2)),
+        (ScaleConv2D(4, 5, scales=(1, 2), use_bias=False), (20, 20, 2)),
+    ],
+    ids=["d4-stride2", "c8-valid", "c4-dilated", "scale-non-integer", "scale-5x5-no-bias"],
+)
+def test_fold_single_layers(layer, input_shape):
+    model = _single_layer_model(layer, input_shape)
+    folded = fold(model)
+    assert not _equivariant_layers(folded)
+    images = _images(2, input_shape[0], input_shape[2], seed=6)
+    assert _relative_error(_predict(folded, images), _predict(model, images)) <= TOLERANCE
+
+
+def test_fold_group_conv_on_group_features():
+    inputs = keras.Input((9, 9, 8, 3))  # a rank-5 D4 feature map
+    outputs = RotationConv2D(2, 3, group="D4", bias_initializer="random_normal")(inputs)
+    model = keras.Model(inputs, outputs)
+    folded = fold(model)
+    assert not _equivariant_layers(folded)
+    features = np.random.default_rng(7).normal(size=(2, 9, 9, 8, 3)).astype(np.float32)
+    assert _relative_error(_predict(folded, features), _predict(model, features)) <= TOLERANCE
+
+
+def test_layers_fold_cannot_express_are_kept():
+    inputs = keras.Input((16, 16, 2))
+    lifted = ScaleConv2D(3, 3, scales=(1, 2))(inputs)
+    outputs = ScaleConv2D(3, 3, scales=(1, 2), scale_size=2)(lifted)  # rank-5 scale conv
+    model = keras.Model(inputs, outputs)
+    folded = fold(model)
+    assert [type(layer) for layer in _equivariant_layers(folded)] == [ScaleConv2D]
+    images = _images(2, 16, 2, seed=8)
+    assert _relative_error(_predict(folded, images), _predict(model, images)) <= TOLERANCE
+
+
+def test_fold_rejects_what_it_cannot_fold():
+    with pytest.raises(ValueError, match="functional keras.Model"):
+        fold(keras.Sequential([keras.Input((8, 8, 3)), RotationConv2D(2, 3)]))
+    with pytest.raises(ValueError, match="functional keras.Model"):
+        fold(RotationConv2D(2, 3))
