@@ -261,7 +261,11 @@ class ScaleConv2D(keras.layers.Layer):
         return input_shape
 
     def build(self, input_shape):
+        axes = {-1: input_shape[-1]}
+        if len(input_shape) == 5:
+            axes[3] = input_shape[3]
         input_shape = self._check_input_shape(input_shape)
+        self.input_spec = keras.InputSpec(ndim=len(input_shape), axes=axes)
         self._lifting = len(input_shape) == 4
         self._build_kernel(int(input_shape[-1]))
         if self.use_bias:
