@@ -223,8 +223,9 @@ def clever_u(model, image, num_batches=None, num_samples_per_batch=None, radius=
         preset: ``"paper"`` (500 x 1024, the official CLEVER defaults) or ``"fast"``
             (100 x 256). Explicit ``num_batches`` / ``num_samples_per_batch`` override it.
             ``None`` means ``"paper"``.
-        seed: integer seed of the on-device sampler; the same seed gives the same samples for
-            every image and model of the same input shape. ``None``: non-deterministic.
+        seed: integer seed of the on-device sampler; the same seed (and ``chunk_size``) gives
+            the same samples for every image and model of the same input shape. ``None``:
+            non-deterministic.
         clip: whether to clip samples to the valid pixel range [0, 1] (default, like ART and
             the official code). Clipping moves every coordinate towards ``x0``, so clipped
             samples stay in the ball; the score then estimates robustness over valid images
@@ -338,6 +339,7 @@ def clever_scores(model, images, target_classes=None, num_batches=None,
             "num_samples_per_batch": config["num_samples_per_batch"],
             "seed": None if seed is None else int(seed),
             "clip": bool(clip),
+            "chunk_size": config["chunk_size"],
             "target_classes": None if target_classes is None else target_classes.tolist(),
             "image_digests": [hashlib.sha256(image.tobytes()).hexdigest()[:16]
                               for image in images],

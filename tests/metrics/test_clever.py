@@ -125,6 +125,28 @@ def test_same_seed_reproduces_and_scores_stay_below_radius(image):
     assert unseeded.seed is None and 0.0 < unseeded.score <= 0.5
 
 
+@pytest.mark.parametrize("norm, dual_order", [("1", np.inf), ("2", 2), ("inf", 1)])
+def test_device_gradient_norms_match_per_sample_tape(norm, dual_order):
+    import tensorflow as tf
+
+    model = _small_cnn()
+    samples = tf.constant(np.random.default_rng(4).uniform(size=(6, *SHAPE)), tf.float32)
+    targets = [0, 2, 4]
+    sampler = clever_module._GradientNormSampler(model, norm, chunk_size=4, clip=True,
+                                                 num_targets=len(targets))
+    norms = sampler._margin_gradient_norms(samples, tf.constant(1), tf.constant(targets))
+    for row in range(samples.shape[0]):
+        for column, target in enumerate(targets):
+            x = samples[row:row + 1]
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                logits = model(x, training=False)
+                margin = logits[0, 1] - logits[0, target]
+            gradient = tape.gradient(margin, x).numpy().ravel()
+            expected = np.linalg.norm(gradient, ord=dual_order)
+            np.testing.assert_allclose(norms[row, column], expected, rtol=1e-5, atol=1e-7)
+
+
 # ----------------------------------------------------------------------------- sampling
 
 
@@ -166,7 +188,8 @@ def test_zero_gradients_are_counted_flagged_and_warned(image):
     outputs = keras.layers.Dense(NUM_CLASSES)(keras.layers.Flatten()(quantized))
     model = keras.Model(inputs, outputs)
     with pytest.warns(UserWarning, match="exactly zero"):
-        result = metrics.clever_u(model, image, norm="2", radius=0.5, **SMALL)
+        # chunk_size 7 does not divide the 24 samples per batch: every sample counts once.
+        result = metrics.clever_u(model, image, norm="2", radius=0.5, chunk_size=7, **SMALL)
     total = SMALL["num_batches"] * SMALL["num_samples_per_batch"]
     assert result.score == 0.5 and result.capped
     assert all(t.fit.status == "zero" and t.num_zero_gradients == total for t in result.targets)
