@@ -222,6 +222,9 @@ def _build_attack(model_ref, config: AttackConfig, sample_shape):
             gradient = tape.gradient(
                 objective, adversarial, unconnected_gradients=tf.UnconnectedGradients.ZERO
             )
+            # NaN/inf entries give no usable direction (and would poison the iterate); the
+            # sanity checks report them instead.
+            gradient = tf.where(tf.math.is_finite(gradient), gradient, tf.zeros_like(gradient))
             if config.keep_best:
                 best = keep_better(best, (adversarial, success, objective))
             adversarial = _project(

@@ -14,6 +14,8 @@ at least one of these, following Athalye et al. 2018 and Carlini et al. 2019:
   examples that PGD leaves robust (fraction of examples <= tolerance).
 * ``gradients_finite_and_nonzero``: the logit-margin gradient at the clean examples must be
   finite, and exactly zero for at most a ``tolerance`` fraction of them.
+* ``deterministic_model``: two forward passes on the same batch must agree (a randomized model
+  needs Expectation-over-Transformation attacks, which this library does not run).
 """
 
 from __future__ import annotations
@@ -108,6 +110,13 @@ def _margin_gradients(model, images, labels):
     return ~np.all(np.isfinite(flat), axis=1), np.all(flat == 0, axis=1)
 
 
+def _differs_between_passes(model, images):
+    """Per example: do two inference-mode forward passes give different logits?"""
+    first = model_logits(model, images).numpy()
+    second = model_logits(model, images).numpy()
+    return ~np.all(np.isclose(first, second, rtol=1e-4, atol=1e-5), axis=1)
+
+
 def sanity_checks(model, dataset, eps=DEFAULT_EPS, norm="inf", steps=10, num_noise_samples=100,
                   tolerance=0.005, max_batches=None, seed=0, model_name=None, verbose=0):
     """Runs the gradient-masking checklist on ``model`` and returns a printable pass/fail report.
@@ -157,7 +166,7 @@ def sanity_checks(model, dataset, eps=DEFAULT_EPS, norm="inf", steps=10, num_noi
     runs["pgd_eps_zero"] = (AttackSpec("pgd", norm, steps=steps), 0.0)
     runs["random_noise"] = (AttackSpec("random_noise", norm, restarts=num_noise_samples), eps)
     flags = {name: [] for name in runs}
-    flags.update(clean=[], non_finite=[], zero_gradient=[])
+    flags.update(clean=[], non_finite=[], zero_gradient=[], nondeterministic=[])
     large_eps = None
     progress = keras.utils.Progbar(max_batches, verbose=verbose, unit_name="batch")
     for index, images, labels, clean_correct in iterate_batches(model, dataset, max_batches):
@@ -170,6 +179,7 @@ def sanity_checks(model, dataset, eps=DEFAULT_EPS, norm="inf", steps=10, num_noi
             flags[name].append(robust_flags(model, spec, images, labels, clean_correct, budget,
                                             batch_seed(seed, index)))
         non_finite, zero = _margin_gradients(model, images, labels)
+        flags["nondeterministic"].append(_differs_between_passes(model, images))
         flags["non_finite"].append(non_finite)
         flags["zero_gradient"].append(zero)
         progress.update(index + 1)
@@ -228,6 +238,10 @@ def sanity_checks(model, dataset, eps=DEFAULT_EPS, norm="inf", steps=10, num_noi
         f"{percent(accuracy['zero_gradient'])}",
         non_finite_fraction=accuracy["non_finite"],
         zero_gradient_fraction=accuracy["zero_gradient"])
+    add("deterministic_model", accuracy["nondeterministic"] == 0,
+        f"examples whose logits differ between two forward passes: "
+        f"{percent(accuracy['nondeterministic'])}",
+        nondeterministic_fraction=accuracy["nondeterministic"])
     return SanityReport(
         model_name=model_name or model.name, eps=eps, norm=norm,
         num_examples=int(flags["clean"].size), clean_accuracy=accuracy["clean"], checks=checks,

@@ -184,6 +184,18 @@ def test_item7_targeted_success_means_target_prediction(toy_model, toy_data):
     assert _linf(adversarial - images).max() <= 0.08 + 1e-6
 
 
+@pytest.mark.parametrize("norm", ["inf", "2"])
+def test_item7_non_finite_gradients_do_not_poison_the_iterate(toy_data, norm):
+    images, labels = toy_data
+    images = images[:32].copy()
+    images[:, 0, 0, 0] = 0.0  # d sqrt(x)/dx is infinite at 0
+    root = keras.Sequential([keras.Input(IMAGE_SHAPE), keras.layers.Lambda(tf.sqrt),
+                             keras.layers.Flatten(), keras.layers.Dense(NUM_CLASSES)])
+    adversarial = pgd(root, images, labels[:32], 0.05, norm=norm, seed=0)
+    assert np.all(np.isfinite(adversarial))
+    assert (_linf if norm == "inf" else _l2)(adversarial - images).max() <= 0.05 + 1e-6
+
+
 # --- item 13 (attack side): random start uniform in the ball ----------------------------------
 
 def test_item13_l2_samples_uniform_in_ball():

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from attack_toys import (
     IMAGE_SHAPE,
     NUM_CLASSES,
@@ -18,7 +19,8 @@ from keras_equivariant.metrics import sanity_checks
 
 CHECKS = ["pgd_not_weaker_than_fgsm", "more_steps_do_not_help_the_model", "eps_zero_equals_clean",
           "accuracy_decreases_with_eps", "large_eps_breaks_model",
-          "random_noise_not_stronger_than_pgd", "gradients_finite_and_nonzero"]
+          "random_noise_not_stronger_than_pgd", "gradients_finite_and_nonzero",
+          "deterministic_model"]
 
 
 def test_healthy_model_passes_every_check():
@@ -59,6 +61,35 @@ def test_saturated_softmax_is_flagged():
         report = sanity_checks(saturated, (images[:64], labels[:64]), eps=0.1,
                                num_noise_samples=10)
     assert not report.passed
+
+
+def test_item8_non_finite_gradients_are_flagged_and_do_not_poison_attacks():
+    """sqrt has an infinite derivative at 0: every image with a black pixel has inf gradients."""
+    images, labels = held_out_split()
+    images = images[:32].copy()
+    images[:, 0, 0, 0] = 0.0
+    root = keras.Sequential([
+        keras.Input(IMAGE_SHAPE), keras.layers.Lambda(tf.sqrt), keras.layers.Flatten(),
+        keras.layers.Dense(NUM_CLASSES),
+    ])
+    report = sanity_checks(root, (images, labels[:32]), eps=0.05, num_noise_samples=2)
+    assert report["gradients_finite_and_nonzero"].values["non_finite_fraction"] == 1.0
+    assert not report.passed
+
+
+class _NoisyInference(keras.layers.Layer):
+    """Adds fresh noise on every call, also in inference: a randomized model."""
+
+    def call(self, inputs):
+        return inputs + 0.5 * tf.random.normal(tf.shape(inputs))
+
+
+def test_item8_randomized_model_is_flagged():
+    images, labels = held_out_split()
+    noisy = keras.Sequential([keras.Input(IMAGE_SHAPE), _NoisyInference(), trained_classifier()])
+    report = sanity_checks(noisy, (images[:32], labels[:32]), eps=0.05, num_noise_samples=2)
+    assert report["deterministic_model"].values["nondeterministic_fraction"] == 1.0
+    assert not report["deterministic_model"].passed
 
 
 def test_report_serializes(tmp_path):
