@@ -77,7 +77,8 @@ class ScaleConv2D(keras.layers.Layer):
       1.2-2.1 on the same measure, and one shared kernel applied to resized inputs
       (SI-ConvNet style) 0.011-0.03.
     - Non-integer ratios (e.g. ``scales=(1, 2 ** 0.5, 2)``): sub-pixel taps are spread by a
-      band-limited least-squares interpolation (:func:`keras_equivariant.groups.scale_kernel_basis`),
+      band-limited least-squares interpolation
+      (:func:`keras_equivariant.groups.scale_kernel_basis`),
       which is approximate: **0.6-0.8 %** (3x3) and **1.1-1.6 %** (5x5) for ``1->1.41`` and
       ``1.41->2`` on smooth input (96x96, 8x upsampled noise, bicubic antialiased resize);
       ``1->2`` in the same grid stays exact. (For comparison, equivariance-notes §5c: SESN's

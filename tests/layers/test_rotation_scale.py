@@ -46,7 +46,8 @@ def test_parallel_rotation_and_scale_branches_compose():
 def test_product_layer_is_exactly_rotation_and_scale_equivariant(group):
     order = 4 if group == "C4" else 8
     scales = (1, 2, 4)
-    lifting = RotationScaleConv2D(3, 3, group=group, scales=scales, bias_initializer="random_normal")
+    lifting = RotationScaleConv2D(3, 3, group=group, scales=scales,
+                                  bias_initializer="random_normal")
     mixing = RotationScaleConv2D(3, 3, group=group, scales=scales, scale_size=2,
                                  bias_initializer="random_normal")
     model = keras.Sequential([keras.Input((None, None, 2)), lifting, GroupBatchNormalization(),

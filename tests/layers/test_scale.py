@@ -43,7 +43,8 @@ def reference_scale_conv(layer, inputs):
             window = np.pad(window, ((0, 0), (pad_h, pad_h), (pad_w, pad_w), (0, 0)))
         else:
             largest = layer.dilated_sizes[-1]
-            crop_h, crop_w = (largest[0] - kernel.shape[0]) // 2, (largest[1] - kernel.shape[1]) // 2
+            crop_h = (largest[0] - kernel.shape[0]) // 2
+            crop_w = (largest[1] - kernel.shape[1]) // 2
             window = window[:, crop_h : window.shape[1] - crop_h, crop_w : window.shape[2] - crop_w]
         outputs.append(tf.nn.conv2d(window, kernel, layer.strides, "VALID").numpy())
     outputs = np.stack(outputs, axis=3)
@@ -61,7 +62,9 @@ def reference_scale_conv(layer, inputs):
         ((1, SQRT2, 2), 2, "zeros", "same", 1),
     ],
 )
-def test_group_conv_matches_direct_implementation(scales, scale_size, scale_padding, padding, strides):
+def test_group_conv_matches_direct_implementation(
+    scales, scale_size, scale_padding, padding, strides
+):
     layer = ScaleConv2D(
         3, 3, scales=scales, scale_size=scale_size, scale_padding=scale_padding,
         padding=padding, strides=strides, bias_initializer="random_normal",
@@ -148,7 +151,9 @@ def test_x2_scale_equivariance_is_exact_and_beats_unshared_branches():
     assert max(shared_errors.values()) < 1e-5, shared_errors
 
     unshared = check_equivariance(UnsharedMultiBranch(6), images, group=grid).errors
-    interpolated = check_equivariance(UnsharedMultiBranch(6, shared=True), images, group=grid).errors
+    interpolated = check_equivariance(
+        UnsharedMultiBranch(6, shared=True), images, group=grid
+    ).errors
     for pair in ("1->2", "2->4"):
         assert unshared[pair] > 5 * shared_errors[pair] and unshared[pair] > 0.2, unshared
         # Even with shared weights, resizing the input (SI-ConvNet style) is only approximate.
