@@ -305,7 +305,7 @@ def test_mixed_precision_model_is_attacked_in_float32(toy_data):
     ])
     model.compile(keras.optimizers.Adam(0.01),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(images, labels, epochs=15, verbose=0)
+    model.fit(images, labels, epochs=8, verbose=0)
     adversarial = pgd(model, images, labels, 0.1, seed=0)
     assert adversarial.dtype == np.float32 and np.all(np.isfinite(adversarial))
     assert _linf(adversarial - images).max() <= 0.1 + 1e-6

@@ -38,7 +38,8 @@ def test_healthy_model_passes_every_check():
 def test_item9_gradient_masked_model_is_flagged():
     """A rounding layer zeroes every input gradient: the model looks robust to PGD but is not."""
     train_images, train_labels = stripes_dataset(900, seed=0)
-    masked = train(build_classifier(extra_layers=[Quantize(8)]), train_images, train_labels)
+    masked = train(build_classifier(extra_layers=[Quantize(8)]), train_images, train_labels,
+                   epochs=8)
     images, labels = held_out_split()
     report = sanity_checks(masked, (images[:128], labels[:128]), eps=0.1, num_noise_samples=20)
     assert not report.passed
