@@ -87,7 +87,7 @@ def test_linear_model_score_is_capped_at_radius():
 # ----------------------------------------------------------------------------- invariances
 
 
-@pytest.mark.parametrize("scale, offset", [(4.0, 0.0), (3.7, 0.0), (1.0, 5.3), (0.3, -2.0)])
+@pytest.mark.parametrize("scale, offset", [(3.7, 0.0), (1.0, 5.3), (0.3, -2.0)])
 def test_score_invariant_to_logit_scale_and_shift(image, scale, offset):
     reference = metrics.clever_u(_small_cnn(), image, norm="2", radius=0.5, seed=11, **SMALL)
     transformed = metrics.clever_u(_small_cnn(logit_scale=scale, logit_offset=offset), image,
