@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import keras
+import tensorflow as tf
 
 from keras_equivariant import check_equivariance
 from keras_equivariant.equivariance import smooth_random_images
@@ -112,6 +113,9 @@ def test_product_layer_parameters_do_not_grow_with_scales_and_round_trip(tmp_pat
     path = tmp_path / "rotation_scale.keras"
     model.save(path)
     np.testing.assert_allclose(keras.models.load_model(path)(images), model(images), atol=1e-6)
+    model.export(str(tmp_path / "saved"), verbose=False)
+    reloaded = tf.saved_model.load(str(tmp_path / "saved"))
+    np.testing.assert_allclose(reloaded.serve(images).numpy(), model(images), atol=1e-6)
 
 
 @pytest.mark.parametrize(
