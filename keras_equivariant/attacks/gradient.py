@@ -310,7 +310,9 @@ def _check_scalar_eps(eps, name="eps") -> float:
 def _prepare(model, images, labels, targeted, target_labels):
     """Validates inputs before any attack work; returns (images, goal_labels, restore_fn)."""
     is_tensor = tf.is_tensor(images)
-    input_dtype = images.dtype if (is_tensor or isinstance(images, np.ndarray)) else None
+    original_dtype = images.dtype.as_numpy_dtype if is_tensor else np.asarray(images).dtype
+    # integer 0/1 images: perturbed pixels need a floating dtype
+    output_dtype = original_dtype if np.issubdtype(original_dtype, np.floating) else np.float32
     array = check_images(images)
     if targeted and target_labels is None:
         raise ValueError("`targeted=True` needs `target_labels` (one target class per image).")
@@ -331,10 +333,8 @@ def _prepare(model, images, labels, targeted, target_labels):
         goal = check_labels(target_labels, array.shape[0], num_classes, name="target_labels")
 
     def restore(adversarial):
-        if is_tensor:
-            return tf.cast(adversarial, input_dtype)
-        result = adversarial.numpy()
-        return result.astype(input_dtype) if input_dtype is not None else result
+        adversarial = tf.cast(adversarial, output_dtype)
+        return adversarial if is_tensor else adversarial.numpy()
 
     return tensor, tf.convert_to_tensor(goal), restore
 
@@ -369,8 +369,8 @@ def pgd(model, images, labels=None, eps=DEFAULT_EPS, steps=10, step_size=None, n
             (seeded by ``keras.utils.set_random_seed``).
 
     Returns:
-        Adversarial images of the same shape and dtype as ``images`` (NumPy in, NumPy out;
-        tensor in, tensor out), within ``eps`` of ``images`` in the chosen norm and in [0, 1].
+        Adversarial images of the same shape and floating dtype as ``images`` (NumPy in, NumPy
+        out; tensor in, tensor out; integer inputs give float32), within ``eps`` of ``images`` in the chosen norm and in [0, 1].
 
     Example:
 

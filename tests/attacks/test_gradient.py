@@ -170,6 +170,9 @@ def test_item7_dtype_and_container_preserved(toy_model, toy_data):
     as_tensor = pgd(toy_model, tf.constant(images), tf.constant(labels), 0.05, steps=2, seed=0)
     assert tf.is_tensor(as_tensor) and as_tensor.dtype == tf.float32
     assert as_tensor.shape == images.shape
+    binary = (images[:8] > 0.5).astype(np.uint8)
+    from_integers = fgsm(toy_model, binary, labels[:8], 0.05)
+    assert from_integers.dtype == np.float32 and not np.array_equal(from_integers, binary)
 
 
 def test_item7_targeted_success_means_target_prediction(toy_model, toy_data):
