@@ -309,15 +309,13 @@ class ScaleGroup(GroupAction):
 
         Keeps ``self`` if there is none or if it has the same grid.
         """
-        # Local imports: the layers import this module.
-        from keras_equivariant.layers.rotation_scale import RotationScaleConv2D
-        from keras_equivariant.layers.scale import ScaleConv2D
+        from keras_equivariant.layers.scale import ScaleConv2D  # the layers import this module
 
         layers = [layer_or_model]
         if hasattr(layer_or_model, "_flatten_layers"):
             layers = list(layer_or_model._flatten_layers(include_self=True, recursive=True))
         for layer in layers:
-            if isinstance(layer, ScaleConv2D) and not isinstance(layer, RotationScaleConv2D):
+            if isinstance(layer, ScaleConv2D):
                 if layer.scales == self.scales:
                     return self
                 return ScaleGroup(layer.scales, self.method, self.antialias, self.crop)

@@ -6,12 +6,12 @@ import keras
 from keras import ops
 
 from keras_equivariant.groups.rotation import ROTATION_GROUPS, RotationGroup
-from keras_equivariant.layers.scale import ScaleConv2D
+from keras_equivariant.layers.scale import BaseScaleConv
 from keras_equivariant.utils.validation import check_choice
 
 
 @keras.saving.register_keras_serializable(package="keras_equivariant")
-class RotationScaleConv2D(ScaleConv2D):
+class RotationScaleConv2D(BaseScaleConv):
     """Group convolution on the product of a rotation group and the scale semigroup.
 
     **Group.** ``group`` (``"C4"``, ``"D4"``: exact on the pixel grid; ``"C8"``: 45° rotations

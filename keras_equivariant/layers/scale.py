@@ -46,114 +46,11 @@ def _gaussian_1d(sigma: float) -> np.ndarray:
     return (weights / weights.sum()).astype(np.float32)
 
 
-@keras.saving.register_keras_serializable(package="keras_equivariant")
-class ScaleConv2D(keras.layers.Layer):
-    """2D convolution equivariant to rescaling, with weights shared across all scales.
-
-    **Group.** The scale semigroup discretised on the grid ``scales`` (finest first). The same
-    learnable ``kernel_size`` kernel is applied at every scale ``s``, with its taps placed ``s``
-    pixels apart (see :mod:`keras_equivariant.groups.scale`):
-
-    - rank-4 input ``(B, H, W, C)``: **lifting** to the scale group,
-      ``out[..., i, :] = conv(x, kernel dilated by scales[i])``.
-    - rank-5 input ``(B, H, W, S, C)`` with ``S == len(scales)``: **scale-group convolution**
-      with ``scale_size`` interscale taps,
-      ``out[..., i, :] = sum_t conv(x[..., i + t, :], kernel[t] dilated by scales[i])``.
-      This needs a geometric grid (constant ratio ``scales[i + 1] / scales[i]``) when
-      ``scale_size > 1``.
-
-    Down-scaling the input by a grid ratio ``r = scales[j] / scales[i]`` shifts the scale axis:
-    ``layer(rescale(x, 1 / r))[..., i, :] == rescale(layer(x), 1 / r)[..., j, :]``, measured
-    per scale pair by ``check_equivariance(layer, x, group="scale")`` (DISCO's definition:
-    relative L2 over a central crop; :class:`keras_equivariant.groups.ScaleGroup`).
-
-    **Exact vs approximate** (measured, float32, random weights and biases):
-
-    - Integer ratios (``scales=(1, 2)``, ``(1, 2, 4)``): the kernels are dilated copies of
-      the same weights, and a dilated correlation commutes exactly with every down-scaling that
-      is a shift-invariant filter plus decimation (area, bilinear, bicubic; antialiased or not).
-      Lifting and group convolutions: **~1.5e-7** for ``1->2``, ``2->4`` and ``1->4`` (64x64
-      input, heights divisible by the ratio). The paper's unshared three-branch layer gives
-      1.2-2.1 on the same measure, and one shared kernel applied to resized inputs
-      (SI-ConvNet style) 0.011-0.03.
-    - Non-integer ratios (e.g. ``scales=(1, 2 ** 0.5, 2)``): sub-pixel taps are spread by a
-      band-limited least-squares interpolation
-      (:func:`keras_equivariant.groups.scale_kernel_basis`),
-      which is approximate: **0.6-0.8 %** (3x3) and **1.1-1.6 %** (5x5) for ``1->1.41`` and
-      ``1.41->2`` on smooth input (96x96, 8x upsampled noise, bicubic antialiased resize);
-      ``1->2`` in the same grid stays exact. (For comparison, equivariance-notes §5c: SESN's
-      Hermite basis 15-35 %, DISCO's fitted basis 4-5 %, 5x5 kernels on smooth input.)
-    - **Non-linearities.** A pointwise non-linearity commutes with decimation but not with an
-      interpolating resize, so stacks ``ScaleConv2D -> ReLU -> ScaleConv2D`` are approximately
-      equivariant under :func:`rescale`: ``1->2`` about 0.5 % on smooth input, 4.5 % on CIFAR
-      images. :class:`GroupBatchNormalization` (inference) is affine and keeps exactness;
-      :class:`GroupPooling` over the scale axis gives scale-invariant fields (up to the scale
-      boundary below).
-    - **Scale boundary.** The scale axis is finite: output scale ``i`` needs input scales
-      ``i .. i + scale_size - 1``; beyond the coarsest scale they are zeros
-      (``scale_padding="zeros"``, Dirichlet: exact for the zero-filling scale shift of
-      :class:`ScaleGroup`, i.e. for an isolated layer) or copies of the coarsest scale
-      (``"replicate"``, Neumann). Fed by real coarser features (a network), the top
-      ``scale_size - 1`` output scales are therefore **only approximate** (errors of order 1
-      at the pairs that end there). The lifting layer has no such boundary.
-    - **Space.** The zero-padded image border is not equivariant (compare central crops). With
-      ``strides > 1`` all scales sample the same grid (pixel ``n * stride``), which aligns
-      with the rescaled grid when sizes are divisible by ``stride * r``.
-    - ``blur_sigma`` (DSS Gaussian scale-space, lifting only): the input of scale ``s`` is
-      blurred by a Gaussian of ``blur_sigma * sqrt(s**2 - 1)`` pixels, so a dilated kernel sees
-      a signal smoothed to its own scale, as if down-scaling blurred the image first (DSS,
-      Worrall & Welling 2019). It trades the exact linear ``1->2`` relation (1.4 % on smooth
-      input, 8 % on CIFAR with ``blur_sigma=0.5``) for features that survive non-linearities
-      and resizing better: a 2-layer, scale- and globally max-pooled net on (1, 2, 4, 8) is
-      invariant to 2x shrinking of smooth objects to 1-6 % with ``blur_sigma=0.5`` against
-      10-20 % without (a plain CNN: 170-200 %). ``None`` (default) keeps the exact relation.
-
-    **Weights.** ONE kernel of shape ``(kh, kw, scale_size * C_in, filters)`` (interscale tap
-    major) and one bias per filter, shared by all scales: the parameter count does not depend on
-    ``len(scales)``. Kernels for the scales are expanded once per call from constant bases.
-
-    **Cost.** One convolution per scale, on the scale windows cut from a free reshape (no
-    transposes): integer scales run as dilated convolutions (no expansion, dilation needs
-    ``strides=1``; with strides the zero-interleaved kernel is used), non-integer scales a dense
-    ``dilated_size(k, s)`` kernel. See ``benchmarks/layer_cost.py``.
-
-    **Export.** :meth:`expanded_kernels` gives each scale's dense kernel (for folding into plain
-    ``Conv2D``); ``model.save()`` and ``model.export()`` (SavedModel) reproduce the outputs.
-
-    Args:
-        filters: number of output fields (channels per scale).
-        kernel_size: odd int or pair of odd ints, the size of the kernel at scale 1.
-        scales: strictly increasing scales ``>= 1``, finest first. Default ``(1, 2)``.
-        scale_size: number of interscale taps (rank-5 input only), ``1 <= scale_size <=
-            len(scales)``. Default 1.
-        strides: int or pair; the spatial stride, the same at every scale.
-        padding: ``"same"`` or ``"valid"`` (valid with respect to the largest dilated kernel,
-            so all scales have the same output size).
-        scale_padding: ``"zeros"`` or ``"replicate"``: how missing coarser scales are filled.
-        blur_sigma: ``None`` or a float ``>= 0``: DSS scale-space pre-blur of the lifting input.
-        use_bias: whether to add one bias per filter (shared over scales).
-        kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
-        kernel_constraint, bias_constraint: as in ``keras.layers.Conv2D``. The fan-in of the
-        default ``"glorot_uniform"`` is ``kh * kw * scale_size * C_in``.
-
-    Input shape:
-        ``(batch, height, width, channels)`` (lifting) or
-        ``(batch, height, width, len(scales), channels)`` (group conv).
-
-    Output shape:
-        ``(batch, new_height, new_width, len(scales), filters)``.
-
-    Example:
-
-    >>> images = np.random.rand(2, 32, 32, 3).astype("float32")
-    >>> lifted = ScaleConv2D(8, 3, scales=(1, 2, 4))(images)
-    >>> tuple(lifted.shape)
-    (2, 32, 32, 3, 8)
-    >>> features = ScaleConv2D(16, 3, scales=(1, 2, 4), scale_size=2)(lifted)
-    >>> tuple(GroupPooling("max")(features).shape)  # scale-invariant fields
-    (2, 32, 32, 16)
-    >>> check_equivariance(ScaleConv2D(4, 3, scales=(1, 2)), images, group="scale").errors
-    {'1->2': 1.4e-07}  # doctest: +SKIP
+class BaseScaleConv(keras.layers.Layer):
+    """Shared machinery of the scale convolutions (:class:`ScaleConv2D`,
+    :class:`RotationScaleConv2D`): arguments, checks, scale windows, dilated/interpolated
+    convolutions per scale. Subclasses define the kernel (``_build_kernel``, ``_conv_kernel``)
+    and the group-axis layout; this base class is not a layer to use on its own.
     """
 
     def __init__(
@@ -464,3 +361,114 @@ class ScaleConv2D(keras.layers.Layer):
             }
         )
         return config
+
+
+@keras.saving.register_keras_serializable(package="keras_equivariant")
+class ScaleConv2D(BaseScaleConv):
+    """2D convolution equivariant to rescaling, with weights shared across all scales.
+
+    **Group.** The scale semigroup discretised on the grid ``scales`` (finest first). The same
+    learnable ``kernel_size`` kernel is applied at every scale ``s``, with its taps placed ``s``
+    pixels apart (see :mod:`keras_equivariant.groups.scale`):
+
+    - rank-4 input ``(B, H, W, C)``: **lifting** to the scale group,
+      ``out[..., i, :] = conv(x, kernel dilated by scales[i])``.
+    - rank-5 input ``(B, H, W, S, C)`` with ``S == len(scales)``: **scale-group convolution**
+      with ``scale_size`` interscale taps,
+      ``out[..., i, :] = sum_t conv(x[..., i + t, :], kernel[t] dilated by scales[i])``.
+      This needs a geometric grid (constant ratio ``scales[i + 1] / scales[i]``) when
+      ``scale_size > 1``.
+
+    Down-scaling the input by a grid ratio ``r = scales[j] / scales[i]`` shifts the scale axis:
+    ``layer(rescale(x, 1 / r))[..., i, :] == rescale(layer(x), 1 / r)[..., j, :]``, measured
+    per scale pair by ``check_equivariance(layer, x, group="scale")`` (DISCO's definition:
+    relative L2 over a central crop; :class:`keras_equivariant.groups.ScaleGroup`).
+
+    **Exact vs approximate** (measured, float32, random weights and biases):
+
+    - Integer ratios (``scales=(1, 2)``, ``(1, 2, 4)``): the kernels are dilated copies of
+      the same weights, and a dilated correlation commutes exactly with every down-scaling that
+      is a shift-invariant filter plus decimation (area, bilinear, bicubic; antialiased or not).
+      Lifting and group convolutions: **~1.5e-7** for ``1->2``, ``2->4`` and ``1->4`` (64x64
+      input, heights divisible by the ratio). The paper's unshared three-branch layer gives
+      1.2-2.1 on the same measure, and one shared kernel applied to resized inputs
+      (SI-ConvNet style) 0.011-0.03.
+    - Non-integer ratios (e.g. ``scales=(1, 2 ** 0.5, 2)``): sub-pixel taps are spread by a
+      band-limited least-squares interpolation
+      (:func:`keras_equivariant.groups.scale_kernel_basis`),
+      which is approximate: **0.6-0.8 %** (3x3) and **1.1-1.6 %** (5x5) for ``1->1.41`` and
+      ``1.41->2`` on smooth input (96x96, 8x upsampled noise, bicubic antialiased resize);
+      ``1->2`` in the same grid stays exact. (For comparison, equivariance-notes §5c: SESN's
+      Hermite basis 15-35 %, DISCO's fitted basis 4-5 %, 5x5 kernels on smooth input.)
+    - **Non-linearities.** A pointwise non-linearity commutes with decimation but not with an
+      interpolating resize, so stacks ``ScaleConv2D -> ReLU -> ScaleConv2D`` are approximately
+      equivariant under :func:`rescale`: ``1->2`` about 0.5 % on smooth input, 4.5 % on CIFAR
+      images. :class:`GroupBatchNormalization` (inference) is affine and keeps exactness;
+      :class:`GroupPooling` over the scale axis gives scale-invariant fields (up to the scale
+      boundary below).
+    - **Scale boundary.** The scale axis is finite: output scale ``i`` needs input scales
+      ``i .. i + scale_size - 1``; beyond the coarsest scale they are zeros
+      (``scale_padding="zeros"``, Dirichlet: exact for the zero-filling scale shift of
+      :class:`ScaleGroup`, i.e. for an isolated layer) or copies of the coarsest scale
+      (``"replicate"``, Neumann). Fed by real coarser features (a network), the top
+      ``scale_size - 1`` output scales are therefore **only approximate** (errors of order 1
+      at the pairs that end there). The lifting layer has no such boundary.
+    - **Space.** The zero-padded image border is not equivariant (compare central crops). With
+      ``strides > 1`` all scales sample the same grid (pixel ``n * stride``), which aligns
+      with the rescaled grid when sizes are divisible by ``stride * r``.
+    - ``blur_sigma`` (DSS Gaussian scale-space, lifting only): the input of scale ``s`` is
+      blurred by a Gaussian of ``blur_sigma * sqrt(s**2 - 1)`` pixels, so a dilated kernel sees
+      a signal smoothed to its own scale, as if down-scaling blurred the image first (DSS,
+      Worrall & Welling 2019). It trades the exact linear ``1->2`` relation (1.4 % on smooth
+      input, 8 % on CIFAR with ``blur_sigma=0.5``) for features that survive non-linearities
+      and resizing better: a 2-layer, scale- and globally max-pooled net on (1, 2, 4, 8) is
+      invariant to 2x shrinking of smooth objects to 1-6 % with ``blur_sigma=0.5`` against
+      10-20 % without (a plain CNN: 170-200 %). ``None`` (default) keeps the exact relation.
+
+    **Weights.** ONE kernel of shape ``(kh, kw, scale_size * C_in, filters)`` (interscale tap
+    major) and one bias per filter, shared by all scales: the parameter count does not depend on
+    ``len(scales)``. Kernels for the scales are expanded once per call from constant bases.
+
+    **Cost.** One convolution per scale, on the scale windows cut from a free reshape (no
+    transposes): integer scales run as dilated convolutions (no expansion, dilation needs
+    ``strides=1``; with strides the zero-interleaved kernel is used), non-integer scales a dense
+    ``dilated_size(k, s)`` kernel. See ``benchmarks/layer_cost.py``.
+
+    **Export.** :meth:`expanded_kernels` gives each scale's dense kernel (for folding into plain
+    ``Conv2D``); ``model.save()`` and ``model.export()`` (SavedModel) reproduce the outputs.
+
+    Args:
+        filters: number of output fields (channels per scale).
+        kernel_size: odd int or pair of odd ints, the size of the kernel at scale 1.
+        scales: strictly increasing scales ``>= 1``, finest first. Default ``(1, 2)``.
+        scale_size: number of interscale taps (rank-5 input only), ``1 <= scale_size <=
+            len(scales)``. Default 1.
+        strides: int or pair; the spatial stride, the same at every scale.
+        padding: ``"same"`` or ``"valid"`` (valid with respect to the largest dilated kernel,
+            so all scales have the same output size).
+        scale_padding: ``"zeros"`` or ``"replicate"``: how missing coarser scales are filled.
+        blur_sigma: ``None`` or a float ``>= 0``: DSS scale-space pre-blur of the lifting input.
+        use_bias: whether to add one bias per filter (shared over scales).
+        kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
+        kernel_constraint, bias_constraint: as in ``keras.layers.Conv2D``. The fan-in of the
+        default ``"glorot_uniform"`` is ``kh * kw * scale_size * C_in``.
+
+    Input shape:
+        ``(batch, height, width, channels)`` (lifting) or
+        ``(batch, height, width, len(scales), channels)`` (group conv).
+
+    Output shape:
+        ``(batch, new_height, new_width, len(scales), filters)``.
+
+    Example:
+
+    >>> images = np.random.rand(2, 32, 32, 3).astype("float32")
+    >>> lifted = ScaleConv2D(8, 3, scales=(1, 2, 4))(images)
+    >>> tuple(lifted.shape)
+    (2, 32, 32, 3, 8)
+    >>> features = ScaleConv2D(16, 3, scales=(1, 2, 4), scale_size=2)(lifted)
+    >>> tuple(GroupPooling("max")(features).shape)  # scale-invariant fields
+    (2, 32, 32, 16)
+    >>> check_equivariance(ScaleConv2D(4, 3, scales=(1, 2)), images, group="scale").errors
+    {'1->2': 1.4e-07}  # doctest: +SKIP
+    """
