@@ -137,15 +137,22 @@ def _art_version():
     return art.__version__
 
 
-def images_per_second(function, num_images, repeats):
-    """Median images/s over ``repeats`` timed calls, after one untimed warm-up (compilation)."""
-    function()
-    timings = []
+def images_per_second(case: Case, repeats: int) -> tuple[float, float]:
+    """Median images/s of ``case.ours`` and ``case.reference`` over ``repeats`` timed calls each.
+
+    Both get one untimed warm-up call (compilation), then the timed calls alternate between them
+    so that load changes on a shared machine hit both sides alike.
+    """
+    case.ours()
+    case.reference()
+    timings = {"ours": [], "reference": []}
     for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        timings.append(time.perf_counter() - start)
-    return num_images / float(np.median(timings))
+        for side, function in (("ours", case.ours), ("reference", case.reference)):
+            start = time.perf_counter()
+            function()
+            timings[side].append(time.perf_counter() - start)
+    return tuple(case.num_images / float(np.median(timings[side]))
+                 for side in ("ours", "reference"))
 
 
 def main(argv=None):
@@ -171,7 +178,7 @@ def main(argv=None):
     device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
     print(f"model: BaselineCNN(depth=10), {model.count_params():,} parameters; batch "
           f"{args.batch_size}; device {device}; TF {tf.__version__}, Keras {keras.__version__}; "
-          f"median of {args.repeats} runs after a warm-up")
+          f"median of {args.repeats} alternating runs after a warm-up")
     header = f"{'case':<12} {'ours img/s':>11} {'reference img/s':>16} {'ratio':>6}  reference"
     print(header)
     print("-" * len(header))
@@ -179,8 +186,7 @@ def main(argv=None):
         for case in factory(context):
             if selected is not None and case.name not in selected:
                 continue
-            ours = images_per_second(case.ours, case.num_images, args.repeats)
-            reference = images_per_second(case.reference, case.num_images, args.repeats)
+            ours, reference = images_per_second(case, args.repeats)
             print(f"{case.name:<12} {ours:>11.1f} {reference:>16.1f} {ours / reference:>5.2f}x  "
                   f"{case.reference_name}", flush=True)
 
