@@ -209,7 +209,9 @@ def train(model_name, depth=10, variant="equivariant", dataset="cifar10", epochs
     initial_epoch = summary["epochs_completed"] if summary is not None and summary.get(
         "completed") and checkpoint_path.exists() else 0
 
-    # Loading the data first makes a missing data directory fail before any model is built.
+    # MultiWorkerMirroredStrategy must exist before other TensorFlow work; the data is loaded
+    # next so that a missing data directory fails before any model is built.
+    strategy = select_strategy(distribution)
     train_data = data.load_dataset(dataset, "train", data_dir=data_dir, batch_size=batch_size,
                                    shuffle=True, augment=augment, seed=seed,
                                    max_examples=max_train_examples)
@@ -219,7 +221,6 @@ def train(model_name, depth=10, variant="equivariant", dataset="cifar10", epochs
     io.atomic_write_json(run_dir / "config.json", config)
 
     keras.utils.set_random_seed(seed)
-    strategy = select_strategy(distribution)
     with strategy.scope():
         if initial_epoch:
             model = keras.saving.load_model(checkpoint_path)

@@ -144,16 +144,18 @@ def reproduce(preset, output_dir, dataset="cifar10", data_dir=None, seed=0, verb
         preset = PRESETS[_check_preset(preset)]
     output_dir = Path(output_dir)
     results_path = output_dir / "results.json"
-    # Fail on missing data before any work; this also reports what the subset holds.
-    _, _, train_info = data.load_arrays(dataset, "train", data_dir=data_dir,
-                                        max_examples=preset.max_train_examples, with_info=True)
-    _, _, test_info = data.load_arrays(dataset, "test", data_dir=data_dir,
-                                       max_examples=preset.max_test_examples, with_info=True)
+    # Fail on missing data before any work, and record what the splits hold.
+    splits = {}
+    for split, limit in (("train", preset.max_train_examples), ("test", preset.max_test_examples)):
+        _, _, info = data.load_arrays(dataset, split, data_dir=data_dir, with_info=True)
+        used = info.num_examples if limit is None else min(limit, info.num_examples)
+        splits[split] = (f"{used} of the {info.num_examples} {split} images "
+                         f"({'all' if used == info.num_examples else 'class-balanced subset'}) "
+                         f"from {info.source}")
     results = io.read_json(results_path, default={})
     results.update({
         "preset": dataclasses.asdict(preset),
-        "dataset": {"name": dataset, "train": train_info.description,
-                    "test": test_info.description},
+        "dataset": {"name": dataset, **splits},
         "hardware": hardware_description(),
         "models": results.get("models", {}),
     })
@@ -301,7 +303,8 @@ def render_report(results):
         "",
         preset["description"],
         "",
-        f"- Data: train = {results['dataset']['train']}; test = {results['dataset']['test']}.",
+        f"- Data ({results['dataset']['name']}): train on {results['dataset']['train']}; "
+        f"test on {results['dataset']['test']}.",
         f"- Models: depth {preset['depth']}, variant `{preset['variant']}`; {preset['epochs']} "
         f"epochs, batch {preset['batch_size']}, Adam 1e-3, LR schedule `{preset['lr_schedule']}`, "
         "no augmentation.",
