@@ -6,7 +6,7 @@ Subpackages (one concept each): ``groups``, ``layers``, ``models``, ``attacks``,
 
 __version__ = "0.1.0"
 
-from keras_equivariant import layers
+from keras_equivariant import export, layers
 from keras_equivariant.equivariance import check_equivariance
 from keras_equivariant.models import (
     BaselineCNN,

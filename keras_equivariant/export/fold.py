@@ -21,9 +21,9 @@ def fold(model):
     conv reads and writes the ``(batch, height, width, |G|, channels)`` layout through free
     ``Reshape`` layers (the kernel is laid out group-major, ``channel = g * C + c``), so every
     other layer (``GroupBatchNormalization``, ``GroupPooling``, ...) is reused unchanged. Other
-    layers are copied with their current weights; layers that cannot be expressed as plain
-    convolutions (scale-group convs on rank-5 inputs, blurred or strided scale lifting) are
-    copied as they are.
+    layers are copied with their current weights; layers that fold does not express as plain
+    convolutions (scale-group convs on rank-5 inputs, blurred or strided scale lifting,
+    ``RotationScaleConv2D``) are copied as they are.
 
     The result computes the same function as ``model`` in inference mode (to float32 round-off,
     about 1e-6 relative) and is independent of it: training ``model`` further does not change

@@ -207,6 +207,14 @@ def test_hybrid_models_do_not_claim_invariance(models, name):
     assert result.max_error > 1e-3
 
 
+@pytest.mark.parametrize("name", ["ParallelGCNN", "ParallelRotScaleGCNN", "WeightedParallelGCNN"])
+def test_rotation_branch_of_the_equivariant_hybrids_is_exactly_c4_equivariant(models, name):
+    model = models[(name, 4, "equivariant")]
+    branch = keras.Model(model.input, model.get_layer("rot_conv_relu").output)
+    result = check_equivariance(branch, _images(2, seed=4), "C4")
+    assert result.output_kind == "group features" and result.max_error < 1e-5, str(result)
+
+
 @pytest.mark.parametrize("builder", list(BUILDERS))
 def test_bad_arguments_raise_clear_errors(builder):
     cases = [
