@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import platform
+import subprocess
 import time
 from pathlib import Path
 
@@ -269,7 +270,7 @@ def equivariance_errors(model, output_path, num_images=16, dataset="cifar10", da
 
 
 def hardware_description():
-    """CPU model, core count, GPUs and versions, for the report."""
+    """CPU model, core count, GPUs, versions and the library's git commit, for the report."""
     import keras
     import tensorflow as tf
 
@@ -280,6 +281,14 @@ def hardware_description():
                        if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
+    import keras_equivariant
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, timeout=10,
+                                cwd=Path(keras_equivariant.__file__).parent).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
     return {
         "cpu": cpu,
         "cpu_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
@@ -289,6 +298,8 @@ def hardware_description():
         "python": platform.python_version(),
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
+        "keras_equivariant": keras_equivariant.__version__,
+        "git_commit": commit or None,
     }
 
 
@@ -317,7 +328,8 @@ def render_report(results):
         f"{preset['equivariance_images']} test images (0 = rotation-invariant predictions).",
         f"- Hardware: {hardware['cpu']}, {hardware['cpu_cores']} cores, GPUs: "
         f"{', '.join(hardware['gpus']) or 'none'}; TensorFlow {hardware['tensorflow']}, "
-        f"Keras {hardware['keras']}.",
+        f"Keras {hardware['keras']}, keras-equivariant {hardware.get('keras_equivariant')} "
+        f"(commit {hardware.get('git_commit') or 'unknown'}).",
         f"- Total wall time: {results.get('wall_seconds', 0) / 60:.1f} min.",
         "",
         "## Summary",
