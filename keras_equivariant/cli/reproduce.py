@@ -158,7 +158,8 @@ def reproduce(preset, output_dir, dataset="cifar10", data_dir=None, seed=0, verb
         "preset": dataclasses.asdict(preset),
         "dataset": {"name": dataset, **splits},
         "hardware": hardware_description(),
-        "models": results.get("models", {}),
+        # Only this preset's models: entries of models dropped from `--models` are not reported.
+        "models": {name: results.get("models", {}).get(name, {}) for name in preset.models},
     })
     start = time.perf_counter()
     previous_seconds = results.get("wall_seconds_before_resume", 0.0) + results.get(
@@ -174,7 +175,7 @@ def reproduce(preset, output_dir, dataset="cifar10", data_dir=None, seed=0, verb
     lr_schedules = {name: (training.PAPER_LR_SCHEDULES[name] if preset.lr_schedule == "paper"
                            else preset.lr_schedule) for name in preset.models}
     for index, model_name in enumerate(preset.models, start=1):
-        entry = results["models"].setdefault(model_name, {})
+        entry = results["models"][model_name]
         entry.setdefault("stage_seconds", {})
         header = f"[{index}/{len(preset.models)}] {model_name} (depth {preset.depth})"
 
