@@ -177,7 +177,8 @@ def write_explanations(models, images, labels, output_dir, model_names=None, num
         if layer is None:
             continue
         # From the model's input (normalization included) to the lifting layer's output.
-        lifting = keras.Model(model.inputs, layer.output)
+        inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+        lifting = keras.Model(inputs, layer.output)
         written["equivariance"].append(plot_rotation_equivariance(
             lifting, images[0], output_dir / f"equivariance_{_file_safe(name)}.png",
             title=f"{name}: layer {layer.name!r} on x and on the 90°-rotated x"))

@@ -218,7 +218,7 @@ def plot_tolerance_distribution(results, path, title=None):
     axis.set_xticks(positions)
     axis.set_xticklabels(labels, fontsize=7)
     axis.set_ylim(-0.02, 1.02)
-    axis.set_ylabel("tolerance (largest removed-pixel fraction survived)")
+    axis.set_ylabel("tolerance (removed fraction survived)")
     first = results[names[0]]
     axis.set_title(title or f"Perturbation tolerance (pixels set to {first['fill']}; "
                             "correctly classified clean images only)", fontsize=8)
