@@ -42,10 +42,10 @@ def _as_functional(model):
             )
         return keras.Model(model.inputs, model.outputs, name=f"{model.name}_functional")
     try:
-        model.inputs  # noqa: B018 - subclassed models without a graph raise here
-    except (AttributeError, ValueError):
-        model = None
-    if model is None or not getattr(model, "inputs", None):
+        has_graph = bool(model.inputs)
+    except (AttributeError, ValueError):  # subclassed models have no symbolic inputs
+        has_graph = False
+    if not has_graph:
         raise ValueError(
             "Saliency maps need a functional (or Sequential) model with a symbolic graph; received "
             "a subclassed model. Use a model from the keras_equivariant builders or wrap yours "
@@ -95,6 +95,7 @@ def find_penultimate_layer(model):
 
     >>> model = keras_equivariant.BaselineCNN(num_classes=10, depth=4)
     >>> find_penultimate_layer(model).name
+    'features'
     """
     model = _as_functional(model)
     input_layers = {id(tensor._keras_history[0]) for tensor in model.inputs}

@@ -140,9 +140,9 @@ BUILDERS = ["BaselineCNN", "ParallelGCNN", "ParallelRotScaleGCNN", "CascadedGCNN
 @pytest.mark.parametrize("variant", ["equivariant", "paper"])
 @pytest.mark.parametrize("builder", BUILDERS)
 def test_every_builder_explains_its_features_layer(builder, variant):
-    from keras_equivariant import models
+    import keras_equivariant
 
-    model = getattr(models, builder)(num_classes=4, depth=4, input_shape=(16, 16, 3),
+    model = getattr(keras_equivariant, builder)(num_classes=4, depth=4, input_shape=(16, 16, 3),
                                      variant=variant)
     layer = find_penultimate_layer(model)
     # The builders' documented last spatial map, which the head's global max pool consumes.
@@ -155,9 +155,24 @@ def test_every_builder_explains_its_features_layer(builder, variant):
 
 
 def test_ten_layer_baseline_falls_back_from_its_one_by_one_features():
-    from keras_equivariant import models
+    import keras_equivariant
 
-    model = models.BaselineCNN(num_classes=4, depth=10)
+    model = keras_equivariant.BaselineCNN(num_classes=4, depth=10)
     assert model.get_layer("features").output.shape[1:3] == (1, 1)
     layer = find_penultimate_layer(model)
     assert layer.name == "conv8_relu" and layer.output.shape[1:3] == (2, 2)
+
+
+def test_subclassed_models_are_rejected_with_a_fix(images):
+    class Subclassed(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(3)
+
+        def call(self, inputs):
+            return self.dense(keras.ops.mean(inputs, axis=(1, 2)))
+
+    model = Subclassed()
+    model(images)
+    with pytest.raises(ValueError, match="subclassed model"):
+        saliency_maps(model, images)
