@@ -152,7 +152,7 @@ class SoftmaxWeightedSum(keras.layers.Layer):
     Example:
 
     >>> a, b = keras.ops.ones((2, 4, 4, 8)), keras.ops.zeros((2, 4, 4, 8))
-    >>> SoftmaxWeightedSum()([a, b]).shape  # 0.5 * a + 0.5 * b
+    >>> tuple(SoftmaxWeightedSum()([a, b]).shape)  # 0.5 * a + 0.5 * b
     (2, 4, 4, 8)
     """
 
@@ -242,7 +242,7 @@ class BilinearResize(keras.layers.Layer):
 
     Example:
 
-    >>> BilinearResize(16, 16)(keras.ops.ones((2, 32, 32, 3))).shape
+    >>> tuple(BilinearResize(16, 16)(keras.ops.ones((2, 32, 32, 3))).shape)
     (2, 16, 16, 3)
     """
 
