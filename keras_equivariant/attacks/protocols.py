@@ -46,7 +46,7 @@ class AttackSpec:
         attack: ``"fgsm"``, ``"pgd"`` or ``"random_noise"``.
         norm: ``"inf"`` or ``"2"``.
         loss: ``"cross_entropy"`` or ``"margin"``.
-        steps: gradient steps (PGD); ignored otherwise.
+        steps: gradient steps (PGD); pinned to 1 for FGSM and 0 for random noise.
         step_size: PGD step in pixel units; ``None`` means ``2.5 * eps / steps``.
         random_start: PGD starts from a uniform random point in the ball.
         keep_best: PGD returns the best iterate instead of the last.
@@ -65,8 +65,17 @@ class AttackSpec:
     def __post_init__(self):
         check_choice(self.attack, ATTACKS, "attack")
         object.__setattr__(self, "norm", normalize_norm(self.norm))
+        # settings the attack does not use are pinned, so reports record what actually ran
+        if self.attack == "fgsm":
+            for name, value in (("steps", 1), ("step_size", None), ("random_start", False),
+                                ("keep_best", False), ("restarts", 1)):
+                object.__setattr__(self, name, value)
+        elif self.attack == "random_noise":
+            for name, value in (("steps", 0), ("step_size", None), ("random_start", True),
+                                ("keep_best", True)):
+                object.__setattr__(self, name, value)
         check_choice(self.loss, LOSSES, "loss")
-        check_positive_int(self.steps, "steps")
+        check_positive_int(self.steps, "steps", minimum=0 if self.attack == "random_noise" else 1)
         check_positive_int(self.restarts, "restarts")
         if self.step_size is not None:
             check_eps(self.step_size, "step_size")
@@ -84,20 +93,12 @@ class AttackSpec:
             return 0.0
         return 2.5 * eps_pixel / self.steps if self.step_size is None else self.step_size
 
-    def _config_and_steps(self):
-        if self.attack == "fgsm":
-            return AttackConfig(self.norm, self.loss, False, False, False), 1, 1
-        if self.attack == "random_noise":
-            return AttackConfig(self.norm, self.loss, False, True, True), 0, self.restarts
-        config = AttackConfig(self.norm, self.loss, False, self.random_start, self.keep_best)
-        return config, self.steps, self.restarts
-
     def run(self, model, images, labels, eps_pixel: float, seed: int = 0):
         """Attacks a validated batch (float32 tensor in [0, 1], int32 labels); returns a tensor."""
-        config, steps, restarts = self._config_and_steps()
+        config = AttackConfig(self.norm, self.loss, False, self.random_start, self.keep_best)
         adversarial, _ = run_attack(
-            model, images, labels, config, eps_pixel, self.step_size_for(eps_pixel), steps,
-            restarts, seed,
+            model, images, labels, config, eps_pixel, self.step_size_for(eps_pixel), self.steps,
+            self.restarts, seed,
         )
         return adversarial
 

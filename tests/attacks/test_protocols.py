@@ -51,3 +51,11 @@ def test_attack_spec_rejects_bad_settings():
         AttackSpec("cw")
     with pytest.raises(ValueError, match="random_start=True"):
         AttackSpec("pgd", restarts=2, random_start=False)
+
+
+def test_settings_an_attack_does_not_use_are_pinned():
+    fgsm = get_protocol("paper").resolve("fgsm")
+    assert (fgsm.steps, fgsm.step_size, fgsm.random_start, fgsm.keep_best) == (1, None, False,
+                                                                               False)
+    noise = AttackSpec("random_noise", restarts=7, random_start=False)
+    assert (noise.steps, noise.random_start, noise.keep_best, noise.restarts) == (0, True, True, 7)
