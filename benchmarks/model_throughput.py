@@ -93,7 +93,7 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=2, help="calls per round and model")
     parser.add_argument("--jit-compile", action="store_true", help="compile with XLA")
     parser.add_argument("--dtype-policy", default="float32",
-                        help='Keras dtype policy, e.g. "mixed_bfloat16" (CPUs with AMX/AVX512-BF16)')
+                        help='Keras dtype policy, e.g. "mixed_bfloat16" (AMX/AVX512-BF16 CPUs)')
     args = parser.parse_args(argv)
     keras.config.set_dtype_policy(args.dtype_policy)
 

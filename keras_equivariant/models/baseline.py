@@ -6,7 +6,7 @@ import keras
 
 from keras_equivariant.models import blocks
 
-# 10 layers: the official plan (paper-notes §1.1). 4 layers: conv1 of that plan, then the first
+# 10 layers: the official plan (`ExtendedCNN`). 4 layers: conv1 of that plan, then the first
 # three distinct widths of its trunk, each after a 2x2 max-pool (not in the official code).
 _PLANS = {
     10: [16, "pool", 32, "pool", 32, 64, "pool", 64, 128, "pool", 128, 256, "pool", 256, 256],

@@ -15,7 +15,7 @@ VARIANTS = ("equivariant", "paper")
 DEPTHS = (4, 10)
 
 # PyTorch's BatchNorm2d defaults (momentum 0.1 on the *new* batch, eps 1e-5) expressed in Keras,
-# whose momentum weighs the *old* running value: 1 - 0.1 = 0.9 (paper-notes §9).
+# whose momentum weighs the *old* running value: 1 - 0.1 = 0.9.
 BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
 

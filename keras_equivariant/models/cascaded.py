@@ -7,7 +7,7 @@ import keras
 from keras_equivariant.layers import GroupFlatten, GroupPooling
 from keras_equivariant.models import blocks
 
-# Trunks after the first stage, in channels. 10 layers: the official plan (paper-notes §1.4).
+# Trunks after the first stage, in channels. 10 layers: the official plan (`CascadedGCNN`).
 # 4 layers: the first three distinct widths of the 10-layer trunk, each after a 2x2 max-pool.
 # The equivariant variant uses the same plans in C4 *fields* (channels / 4), so every feature
 # map has the official number of channels and every conv the official cost.
@@ -32,7 +32,7 @@ def CascadedGCNN(num_classes=10, depth=10, input_shape=(32, 32, 3), variant="equ
       - ``depth=10`` (official plan): pool, 64, 128, pool, 128, 256, pool, 256, 512, 512;
       - ``depth=4`` (not in the official code): pool, 64, pool, 128, pool, 256.
       The standard conv output is not a regular-representation feature, so the group conv
-      gives **no equivariance at all** (paper-notes §7, item 8).
+      gives **no equivariance at all**.
     - ``"equivariant"`` (default): the cascade in the order the paper describes, equivariant
       end to end: a C4 **lifting** ``RotationConv2D(16 fields)``, a C4 group conv (16 fields),
       then the same trunk plan with every conv a C4 group conv on ``width / 4`` fields (so every

@@ -7,7 +7,8 @@
 
 Both are *hybrids*: only the group branch of the first layer is equivariant; the standard branch
 and the standard trunk after the fusion are not, so no variant of these models is invariant to
-rotations or scalings (paper-notes §7, item 10). They are what the paper evaluated.
+rotations or scalings. They are what the paper evaluated (official code:
+github.com/ifratmitul/Role-of-Equivariance).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import keras
 from keras_equivariant.layers import GroupFlatten, ScaleConv2D
 from keras_equivariant.models import blocks
 
-# Trunks after the fused first layer. 10 layers: the official plans (paper-notes §1.2, §1.3).
+# Trunks after the fused first layer. 10 layers: the official plans.
 # 4 layers: the first three distinct widths of the 10-layer trunk, each after a 2x2 max-pool.
 _PARALLEL_TRUNKS = {
     10: ["pool", 32, 32, 64, "pool", 64, 128, "pool", 128, 256, 256, 512],
@@ -64,7 +65,7 @@ def ParallelGCNN(num_classes=10, depth=10, input_shape=(32, 32, 3), variant="equ
     Equivariance: the rotation branch is exactly C4-equivariant; the model is a hybrid (standard
     branch + standard trunk), so **its logits are not rotation-invariant in either variant**.
     BatchNorm uses PyTorch's defaults (``momentum=0.9`` in Keras terms, ``epsilon=1e-5``).
-    The official script trained this model with FGSM adversarial training (paper-notes §2);
+    The official script trained this model with FGSM adversarial training;
     that is a training choice, not part of the architecture.
 
     Args:

@@ -10,7 +10,7 @@ from keras_equivariant.layers import GroupFlatten, GroupPooling, ScaleConv2D
 from keras_equivariant.models import blocks
 from keras_equivariant.models.parallel import EQUIVARIANT_SCALES
 
-# Trunks after the fused first layer. 10 layers: the official plan (paper-notes §1.5) with its
+# Trunks after the fused first layer. 10 layers: the official plan with its
 # single max-pool (every later conv runs at half the input size). 4 layers: the first three
 # distinct widths of the 10-layer trunk, each after a 2x2 max-pool.
 _TRUNKS = {
