@@ -25,6 +25,11 @@ def fold(model):
     convolutions (scale-group convs on rank-5 inputs, blurred or strided scale lifting,
     ``RotationScaleConv2D``) are copied as they are.
 
+    Batch normalizations (``BatchNormalization``, ``GroupBatchNormalization``) that directly
+    follow a plain or folded conv with a bias and no activation, and are that conv's only reader,
+    are folded into its kernel and bias with their moving statistics (inference mode), so they
+    disappear from the graph.
+
     The result computes the same function as ``model`` in inference mode (to float32 round-off,
     about 1e-6 relative) and is independent of it: training ``model`` further does not change
     it, so fold again after training. It is meant for serving (``model.export()``, TF Serving,
@@ -57,6 +62,10 @@ def fold(model):
     if not model.built:
         raise ValueError(f"fold() needs a built model; model {model.name!r} is not built.")
     originals = {}
+    # Tensors of the new graph that a following batch norm may be folded into:
+    # id(tensor) -> (tensor, Conv2D producing it, channel repeats), where ``repeats`` is |G|
+    # for the (batch, h, w, |G|, filters) output of a folded group conv (group-major channels).
+    foldable_outputs = {}
 
     def clone_layer(layer):
         if _foldable(layer):
@@ -67,17 +76,64 @@ def fold(model):
 
     def call_layer(layer, *args, **kwargs):
         if isinstance(layer, RotationConv2D):
-            return _fold_rotation_conv(layer, *args)
+            outputs, conv = _fold_rotation_conv(layer, *args)
+            if layer.use_bias and _is_linear(layer.activation) and _feeds_one_layer(layer, model):
+                foldable_outputs[id(outputs)] = (outputs, conv, layer.group_order)
+            return outputs
         if isinstance(layer, ScaleConv2D) and _foldable(layer):
             return _fold_scale_conv(layer, *args)
-        outputs = layer(*args, **kwargs)
         original = originals.get(id(layer))
+        producer = foldable_outputs.get(id(args[0])) if args else None
+        if producer is not None and _is_foldable_batch_norm(original):
+            _fold_batch_norm(original, producer[1], producer[2])
+            return args[0]
+        outputs = layer(*args, **kwargs)
         if original is not None:
             layer.set_weights(original.get_weights())
+            if (type(layer) is keras.layers.Conv2D and layer.use_bias
+                    and _is_linear(layer.activation) and _feeds_one_layer(original, model)):
+                foldable_outputs[id(outputs)] = (outputs, layer, 1)
         return outputs
 
     return keras.models.clone_model(
         model, clone_function=clone_layer, call_function=call_layer, recursive=True)
+
+
+def _is_linear(activation):
+    return keras.activations.serialize(activation) == "linear"
+
+
+def _feeds_one_layer(layer, model):
+    """Whether ``layer`` is called once and its output is read by one layer only (not also a
+    model output), so that folding the next layer into it changes nothing else."""
+    return (
+        len(layer._inbound_nodes) == 1
+        and len(layer._outbound_nodes) == 1
+        and not any(output is layer.output for output in model.outputs)
+    )
+
+
+def _is_foldable_batch_norm(layer):
+    """A batch norm (or group batch norm) normalizing the last axis, called once."""
+    return (
+        isinstance(layer, keras.layers.BatchNormalization)
+        and len(layer._inbound_nodes) == 1
+        and layer.axis in (-1, len(layer.input.shape) - 1)
+    )
+
+
+def _fold_batch_norm(batch_norm, conv, repeats):
+    """Folds an inference-mode batch norm into the kernel and bias of the ``conv`` before it:
+    ``gamma * (conv(x) - mean) / sqrt(variance + epsilon) + beta``."""
+    mean = keras.ops.convert_to_numpy(batch_norm.moving_mean)
+    variance = keras.ops.convert_to_numpy(batch_norm.moving_variance)
+    gamma = 1.0 if batch_norm.gamma is None else keras.ops.convert_to_numpy(batch_norm.gamma)
+    beta = 0.0 if batch_norm.beta is None else keras.ops.convert_to_numpy(batch_norm.beta)
+    scale = gamma / np.sqrt(variance + batch_norm.epsilon)
+    shift = beta - mean * scale
+    kernel, bias = conv.get_weights()
+    conv.set_weights([kernel * np.tile(scale, repeats),
+                      bias * np.tile(scale, repeats) + np.tile(shift, repeats)])
 
 
 def _foldable(layer):
@@ -110,7 +166,7 @@ def _plain_conv(x, kernel, bias, name, strides=1, dilation_rate=1, padding=((0, 
         name=name)
     outputs = conv(x)
     conv.set_weights([kernel] if bias is None else [kernel, bias])
-    return outputs
+    return outputs, conv
 
 
 def _fold_rotation_conv(layer, inputs):
@@ -128,12 +184,13 @@ def _fold_rotation_conv(layer, inputs):
     if len(x.shape) == 5:
         x = keras.layers.Reshape(
             (height, width, in_order * in_fields), name=f"{layer.name}_merge")(x)
-    x = _plain_conv(
+    x, conv = _plain_conv(
         x, kernel, bias, name=layer.name, strides=layer.strides,
         dilation_rate=layer.dilation_rate, padding=layer.compute_padding(height, width),
         activation=layer.activation)
-    return keras.layers.Reshape(
+    outputs = keras.layers.Reshape(
         (x.shape[1], x.shape[2], order, filters), name=f"{layer.name}_split")(x)
+    return outputs, conv
 
 
 def _fold_scale_conv(layer, inputs):
@@ -154,8 +211,8 @@ def _fold_scale_conv(layer, inputs):
             scale_kernel = expanded[index]
         # Centred ("same") padding of the dilated or interpolated kernel at this scale.
         pads = tuple(((size - 1) // 2,) * 2 for size in layer.dilated_sizes[index])
-        x = _plain_conv(inputs, scale_kernel, bias, name=name, dilation_rate=dilation,
-                        padding=pads)
+        x, _ = _plain_conv(inputs, scale_kernel, bias, name=name, dilation_rate=dilation,
+                           padding=pads)
         outputs.append(keras.layers.Reshape(
             (height, width, 1, layer.filters), name=f"{name}_expand")(x))
     if len(outputs) == 1:

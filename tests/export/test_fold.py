@@ -76,9 +76,14 @@ def test_fold_gives_the_same_logits_with_plain_convolutions(trained_models, name
     images = _images(3, seed=2)
     expected = _predict(model, images)
     assert _relative_error(_predict(folded, images), expected) <= TOLERANCE
-    # The group layers after the folded convs are reused unchanged (rank-5 layout kept).
-    if variant == "equivariant":
-        assert any(isinstance(layer, GroupBatchNormalization) for layer in folded.layers)
+    # Every batch norm directly after a conv is folded into it; only the one after the scale
+    # branch (whose per-scale convs are concatenated first) remains.
+    remaining = [layer.name for layer in folded.layers
+                 if isinstance(layer, keras.layers.BatchNormalization)]
+    scale_branch = name != "ParallelGCNN" and name != "CascadedGCNN" and variant == "equivariant"
+    assert remaining == (["scale_conv_bn"] if scale_branch else [])
+    if scale_branch:
+        assert isinstance(folded.get_layer("scale_conv_bn"), GroupBatchNormalization)
 
 
 def test_fold_is_a_snapshot_independent_of_the_original(trained_models):
@@ -159,6 +164,21 @@ def test_layers_fold_cannot_express_are_kept():
     assert [type(layer) for layer in _equivariant_layers(folded)] == [ScaleConv2D]
     images = _images(2, 16, 2, seed=8)
     assert _relative_error(_predict(folded, images), _predict(model, images)) <= TOLERANCE
+
+
+def test_batch_norm_is_kept_when_the_conv_output_has_other_readers():
+    inputs = keras.Input((9, 9, 3))
+    lifted = RotationConv2D(4, 3, group="C4", bias_initializer="random_normal")(inputs)
+    normalized = GroupBatchNormalization()(lifted)
+    features = keras.layers.Conv2D(6, 3, padding="same")(inputs)
+    model = _perturb(keras.Model(
+        inputs, [normalized, lifted, keras.layers.BatchNormalization()(features), features]))
+    folded = fold(model)
+    assert sum(isinstance(layer, keras.layers.BatchNormalization) for layer in folded.layers) == 2
+    images = _images(2, 9, seed=9)
+    for actual, expected in zip(folded(images, training=False), model(images, training=False)):
+        assert _relative_error(keras.ops.convert_to_numpy(actual),
+                               keras.ops.convert_to_numpy(expected)) <= TOLERANCE
 
 
 def test_fold_rejects_what_it_cannot_fold():
