@@ -10,18 +10,12 @@ import numpy as np
 import pytest
 
 from keras_equivariant import training
+from tiny_cifar import write_tiny_cifar10
 
 
 @pytest.fixture
 def data_dir(tmp_path):
-    """A CIFAR-10-format .npz with 48 training and 16 test images."""
-    rng = np.random.default_rng(0)
-    np.savez(tmp_path / "cifar10_tiny.npz",
-             x_train=rng.integers(0, 256, (48, 32, 32, 3), dtype=np.uint8),
-             y_train=(np.arange(48) % 10).astype(np.uint8),
-             x_test=rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8),
-             y_test=(np.arange(16) % 10).astype(np.uint8))
-    return tmp_path
+    return write_tiny_cifar10(tmp_path, num_train=48, num_test=16)
 
 
 def test_learning_rate_schedules():
@@ -130,6 +124,7 @@ def test_mirrored_strategy_on_two_logical_cpus(data_dir, tmp_path):
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         from keras_equivariant import training
+from tiny_cifar import write_tiny_cifar10
         summary = training.train("BaselineCNN", depth=4, epochs=1, batch_size=16,
                                  data_dir={str(data_dir)!r}, output_dir={str(tmp_path)!r},
                                  verbose=0)
