@@ -124,7 +124,6 @@ def test_mirrored_strategy_on_two_logical_cpus(data_dir, tmp_path):
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         from keras_equivariant import training
-from tiny_cifar import write_tiny_cifar10
         summary = training.train("BaselineCNN", depth=4, epochs=1, batch_size=16,
                                  data_dir={str(data_dir)!r}, output_dir={str(tmp_path)!r},
                                  verbose=0)
