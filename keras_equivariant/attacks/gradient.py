@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_equivariant.attacks.losses import LOSSES, get_loss
+from keras_equivariant.utils.sampling import per_example, uniform_lp_ball
 from keras_equivariant.utils.validation import (
     check_choice,
     check_eps,
@@ -77,19 +78,14 @@ def _flat_norm(tensor, norm):
     return tf.sqrt(tf.reduce_sum(tf.square(tensor), axis=axes))
 
 
-def _per_example(values, like):
-    """Reshapes a ``(batch,)`` tensor so it broadcasts against ``like``."""
-    shape = tf.concat([tf.shape(values), tf.ones([tf.rank(like) - 1], tf.int32)], axis=0)
-    return tf.reshape(values, shape)
-
-
 def sample_uniform_ball(shape, eps, norm="inf", seed=(0, 0)):
     """Draws perturbations uniformly distributed in the ``norm`` ball of radius ``eps``.
 
     L-inf: every coordinate ~ U(-eps, eps). L2: a Gaussian direction normalized to the unit sphere
     times a radius ``eps * u ** (1 / d)`` with ``u ~ U(0, 1)`` and ``d`` the number of pixels, which
     is uniform in the ball (so ``(radius / eps) ** d ~ U(0, 1)``), unlike the ``eps * u`` radius some
-    libraries use. Stateless: the same ``seed`` (two integers) gives the same draw.
+    libraries use. Stateless: the same ``seed`` (two integers) gives the same draw. (The sampler
+    is :func:`keras_equivariant.utils.sampling.uniform_lp_ball`, which CLEVER uses too.)
 
     Args:
         shape: ``(batch, ...)``, a list or 1-D int tensor.
@@ -100,18 +96,7 @@ def sample_uniform_ball(shape, eps, norm="inf", seed=(0, 0)):
     Returns:
         A float32 tensor of ``shape``.
     """
-    norm = normalize_norm(norm)
-    shape = tf.convert_to_tensor(shape, tf.int32)
-    eps = tf.cast(eps, tf.float32)
-    seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
-    if norm == "inf":
-        return eps * tf.random.stateless_uniform(shape, seed, minval=-1.0, maxval=1.0)
-    direction_seed, radius_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-    direction = tf.random.stateless_normal(shape, direction_seed)
-    direction /= _per_example(tf.maximum(_flat_norm(direction, "2"), 1e-12), direction)
-    dimension = tf.cast(tf.reduce_prod(shape[1:]), tf.float32)
-    radius = eps * tf.random.stateless_uniform(shape[:1], radius_seed) ** (1.0 / dimension)
-    return direction * _per_example(radius, direction)
+    return uniform_lp_ball(shape, eps, normalize_norm(norm), seed)
 
 
 def _project(candidate, images, eps, norm):
@@ -121,7 +106,7 @@ def _project(candidate, images, eps, norm):
         delta = tf.clip_by_value(delta, -eps, eps)
     else:
         length = _flat_norm(delta, "2")
-        delta *= _per_example(tf.minimum(1.0, eps / tf.maximum(length, 1e-12)), delta)
+        delta *= per_example(tf.minimum(1.0, eps / tf.maximum(length, 1e-12)), delta)
     return tf.clip_by_value(images + delta, 0.0, 1.0)
 
 
@@ -129,7 +114,7 @@ def _ascent_direction(gradient, norm):
     """Steepest-ascent direction of unit norm-``norm`` length: sign for L-inf, g/||g|| for L2."""
     if norm == "inf":
         return tf.sign(gradient)
-    return gradient / _per_example(tf.maximum(_flat_norm(gradient, "2"), 1e-12), gradient)
+    return gradient / per_example(tf.maximum(_flat_norm(gradient, "2"), 1e-12), gradient)
 
 
 def model_logits(model, images):
@@ -194,7 +179,7 @@ def _build_attack(model_ref, config: AttackConfig, sample_shape):
             tf.logical_and(tf.equal(success, best_success), objective > best_objective),
         )
         return (
-            tf.where(_per_example(better, images), images, best_images),
+            tf.where(per_example(better, images), images, best_images),
             tf.logical_or(best_success, success),
             tf.where(better, objective, best_objective),
         )

@@ -35,6 +35,7 @@ import tensorflow as tf
 
 from keras_equivariant.metrics.weibull import ReverseWeibullFit, fit_reverse_weibull
 from keras_equivariant.utils.io import atomic_write_json, read_json
+from keras_equivariant.utils.sampling import uniform_lp_ball
 from keras_equivariant.utils.validation import check_choice, check_images, check_positive_int
 
 #: Named sampling budgets: ``(num_batches, num_samples_per_batch)``.
@@ -375,7 +376,8 @@ def clever_scores(model, images, target_classes=None, num_batches=None,
 def sample_lp_ball(num_samples, dimension, radius, norm, seed=None):
     """Draws points uniformly in the Lp ball ``{x : ||x||_p <= radius}`` of ``R^dimension``.
 
-    Used by CLEVER (on the device, inside its compiled loop); exposed for inspection and tests.
+    CLEVER draws its samples on the device with the same sampler
+    (:func:`keras_equivariant.utils.sampling.uniform_lp_ball`); exposed for inspection and tests.
 
     - L2: ``radius * u**(1/d) * n / ||n||_2`` with ``n ~ N(0, I)``, ``u ~ U(0, 1)``.
     - L1: ``radius * u**(1/d) * s * e / ||e||_1`` with ``e ~ Exp(1)^d`` and random signs
@@ -398,7 +400,7 @@ def sample_lp_ball(num_samples, dimension, radius, norm, seed=None):
     norm = _check_norm(norm)
     generator = (tf.random.Generator.from_non_deterministic_state() if seed is None
                  else tf.random.Generator.from_seed(seed))
-    return _sample_perturbations(generator, num_samples, dimension, tf.constant(radius), norm)
+    return uniform_lp_ball([num_samples, dimension], radius, norm, generator.make_seeds(1)[:, 0])
 
 
 # --------------------------------------------------------------------------------------------
@@ -597,13 +599,14 @@ class _GradientNormSampler:
 
     def _batch_statistics_impl(self, image, predicted, targets, radius, num_samples):
         shape = tf.shape(image)[1:]
-        dimension = tf.reduce_prod(shape)
         maxima = tf.zeros([self.num_targets], tf.float32)
         zeros = tf.zeros([self.num_targets], tf.int32)
         for start in tf.range(0, num_samples, self.chunk_size):
             count = tf.minimum(self.chunk_size, num_samples - start)
-            delta = _sample_perturbations(self.generator, count, dimension, radius, self.norm)
-            samples = image + tf.reshape(delta, tf.concat([[count], shape], axis=0))
+            # One stateless draw per chunk, its seed taken from the per-image generator.
+            delta = uniform_lp_ball(tf.concat([[count], shape], axis=0), radius, self.norm,
+                                    self.generator.make_seeds(1)[:, 0])
+            samples = image + delta
             if self.clip:
                 samples = tf.clip_by_value(samples, 0.0, 1.0)
             norms = self._margin_gradient_norms(samples, predicted, targets)  # (count, targets)
@@ -628,22 +631,6 @@ class _GradientNormSampler:
             norms.append(_dual_norm(tf.reshape(gradient, [tf.shape(samples)[0], -1]),
                                     self.norm))
         return tf.stack(norms, axis=1)
-
-
-def _sample_perturbations(generator, count, dimension, radius, norm):
-    if norm == "inf":
-        return generator.uniform([count, dimension], -radius, radius)
-    if norm == "2":
-        direction = generator.normal([count, dimension])
-        direction = direction / tf.norm(direction, axis=1, keepdims=True)
-    else:
-        magnitudes = -tf.math.log(generator.uniform([count, dimension], np.finfo(np.float32).tiny, 1.0))
-        signs = tf.where(generator.uniform([count, dimension]) < 0.5, -1.0, 1.0)
-        direction = signs * magnitudes / tf.reduce_sum(magnitudes, axis=1, keepdims=True)
-    u = generator.uniform([count, 1], 0.0, 1.0)
-    # u ** (1 / d): the radius of a uniform point in a d-dimensional ball.
-    radii = radius * tf.exp(tf.math.log(u) / tf.cast(dimension, tf.float32))
-    return radii * direction
 
 
 def _dual_norm(gradients, norm):
