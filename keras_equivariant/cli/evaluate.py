@@ -68,8 +68,12 @@ def attack_sweeps(model, output_dir, attacks=("fgsm", "pgd"), eps=None, protocol
     """Runs ``metrics.robust_accuracy`` for each attack, writing CSV/JSON into ``output_dir``
     after every budget (a rerun reuses finished budgets), and plots all attacks in
     ``output_dir/robust_accuracy.png``. Returns ``{attack: RobustAccuracyReport}``."""
+    from keras_equivariant import attacks as attack_module
     from keras_equivariant import data, metrics
 
+    for attack in attacks:  # settings the protocol forbids fail before the first sweep
+        attack_module.get_protocol(protocol).resolve(attack, steps=steps if attack == "pgd"
+                                                     else None)
     test_data = data.load_dataset(dataset, "test", data_dir=data_dir, batch_size=batch_size,
                                   shuffle=False, max_examples=max_examples)
     reports = {}

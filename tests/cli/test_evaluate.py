@@ -99,3 +99,12 @@ def test_unknown_corruption_is_refused_before_work(trained_model_path, tmp_path,
     assert code == 2
     assert "rain" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_settings_the_protocol_forbids_are_refused_before_work(trained_model_path, tiny_data_dir,
+                                                              tmp_path, capsys):
+    code = main(["evaluate", str(trained_model_path), "--protocol", "paper", "--steps", "5",
+                 "--data-dir", str(tiny_data_dir), "--output-dir", str(tmp_path / "out")])
+    assert code == 2
+    assert "steps=40" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
