@@ -5,15 +5,8 @@ from __future__ import annotations
 import argparse
 from fractions import Fraction
 
-# Kept in sync with keras_equivariant.training.MODEL_NAMES / data.catalog.DATASET_NAMES; listed
-# here so that `keras-equivariant --help` answers without importing TensorFlow.
-MODEL_NAMES = (
-    "BaselineCNN",
-    "ParallelGCNN",
-    "ParallelRotScaleGCNN",
-    "CascadedGCNN",
-    "WeightedParallelGCNN",
-)
+from keras_equivariant.training import MODEL_NAMES  # noqa: F401  (argparse choices)
+
 TRAIN_DATASETS = ("cifar10", "cifar100")
 ATTACKS = ("fgsm", "pgd")
 
