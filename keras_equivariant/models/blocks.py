@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import keras
 
-from keras_equivariant.layers import GroupBatchNormalization, RotationConv2D
+from keras_equivariant.layers import GroupBatchNormalization, RotationConv2D, ScaleConv2D
 from keras_equivariant.utils.validation import check_choice, check_positive_int
 
 VARIANTS = ("equivariant", "paper")
@@ -203,6 +203,18 @@ def rotation_conv(x, filters, name, group="C4"):
     return RotationConv2D(filters, 3, group=group, padding="same", name=name)(x)
 
 
+def rotation_conv_bn_relu(x, filters, name, group="C4"):
+    """:func:`rotation_conv` -> :func:`group_batch_norm_relu`, the equivariant "group conv"."""
+    x = rotation_conv(x, filters, name, group=group)
+    return group_batch_norm_relu(x, name)
+
+
+def scale_conv_bn_relu(x, filters, name, scales):
+    """A 3x3 ``ScaleConv2D`` (weights shared over ``scales``) -> :func:`group_batch_norm_relu`."""
+    x = ScaleConv2D(filters, 3, scales=scales, padding="same", name=name)(x)
+    return group_batch_norm_relu(x, name)
+
+
 def group_conv_stack(x, plan, first_index, group="C4"):
     """Like :func:`conv_stack` on group feature maps: ``RotationConv2D`` -> group BN -> ReLU.
 
@@ -213,8 +225,7 @@ def group_conv_stack(x, plan, first_index, group="C4"):
         if step == "pool":
             x = group_max_pool(x, f"pool{index - 1}")
             continue
-        x = rotation_conv(x, step, f"conv{index}", group=group)
-        x = group_batch_norm_relu(x, f"conv{index}")
+        x = rotation_conv_bn_relu(x, step, f"conv{index}", group=group)
         index += 1
     return x
 

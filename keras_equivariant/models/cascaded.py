@@ -79,10 +79,8 @@ def CascadedGCNN(num_classes=10, depth=10, input_shape=(32, 32, 3), variant="equ
         x = GroupFlatten(name="rot_flatten")(x)
         features = blocks.conv_stack(x, _TRUNKS[depth], first_index=2)
     else:
-        x = blocks.rotation_conv(x, 16, "lift_conv", group="C4")
-        x = blocks.group_batch_norm_relu(x, "lift_conv")
-        x = blocks.rotation_conv(x, 16, "rot_conv", group="C4")
-        x = blocks.group_batch_norm_relu(x, "rot_conv")
+        x = blocks.rotation_conv_bn_relu(x, 16, "lift_conv", group="C4")
+        x = blocks.rotation_conv_bn_relu(x, 16, "rot_conv", group="C4")
         plan = [step if step == "pool" else step // _GROUP_SIZE for step in _TRUNKS[depth]]
         x = blocks.group_conv_stack(x, plan, first_index=2, group="C4")
         features = GroupPooling(mode="max", name=blocks.FEATURES_LAYER_NAME)(x)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import keras
 
-from keras_equivariant.layers import GroupFlatten, ScaleConv2D
+from keras_equivariant.layers import GroupFlatten
 from keras_equivariant.models import blocks
 
 # Trunks after the fused first layer. 10 layers: the official plans.
@@ -182,11 +182,8 @@ def ParallelRotScaleGCNN(num_classes=10, depth=10, input_shape=(32, 32, 3),
         rotation = keras.layers.ReLU(name="rot_conv_relu")(rotation)
         scales = _paper_scale_branches(x, input_shape)
     else:
-        rotation = blocks.rotation_conv(x, 16, "rot_conv", group="C4")
-        rotation = blocks.group_batch_norm_relu(rotation, "rot_conv")
-        scale = ScaleConv2D(16, 3, scales=EQUIVARIANT_SCALES, padding="same",
-                            name="scale_conv")(x)
-        scale = blocks.group_batch_norm_relu(scale, "scale_conv")
+        rotation = blocks.rotation_conv_bn_relu(x, 16, "rot_conv", group="C4")
+        scale = blocks.scale_conv_bn_relu(x, 16, "scale_conv", scales=EQUIVARIANT_SCALES)
         scales = [GroupFlatten(name="scale_flatten")(scale)]
     rotation = GroupFlatten(name="rot_flatten")(rotation)
     x = keras.layers.Concatenate(name="fusion")([standard, rotation, *scales])

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import keras
 
-from keras_equivariant.layers import GroupFlatten, GroupPooling, ScaleConv2D
+from keras_equivariant.layers import GroupFlatten, GroupPooling
 from keras_equivariant.models import blocks
 from keras_equivariant.models.parallel import EQUIVARIANT_SCALES
 
@@ -79,18 +79,16 @@ def WeightedParallelGCNN(num_classes=10, depth=10, input_shape=(32, 32, 3),
         "WeightedParallelGCNN", num_classes, depth, input_shape, variant, _POOLS)
     inputs, x = blocks.normalized_input(input_shape)
     standard = blocks.conv_bn_relu(x, 16, "std_conv")
-    rotation = blocks.rotation_conv(x, 16, "rot_conv", group="C4")
     if variant == "paper":
+        rotation = blocks.rotation_conv(x, 16, "rot_conv", group="C4")
         rotation = GroupFlatten(name="rot_flatten")(rotation)
         rotation = keras.layers.Conv2D(16, 1, name="rot_bottleneck")(rotation)
         x = blocks.SoftmaxWeightedSum(name="fusion")([standard, rotation])
         x = keras.layers.ReLU(name="fusion_relu")(x)
     else:
-        rotation = blocks.group_batch_norm_relu(rotation, "rot_conv")
+        rotation = blocks.rotation_conv_bn_relu(x, 16, "rot_conv", group="C4")
         rotation = GroupPooling(mode="max", name="rot_pool")(rotation)
-        scale = ScaleConv2D(16, 3, scales=EQUIVARIANT_SCALES, padding="same",
-                            name="scale_conv")(x)
-        scale = blocks.group_batch_norm_relu(scale, "scale_conv")
+        scale = blocks.scale_conv_bn_relu(x, 16, "scale_conv", scales=EQUIVARIANT_SCALES)
         scale = GroupPooling(mode="max", name="scale_pool")(scale)
         x = blocks.SoftmaxWeightedSum(name="fusion")([standard, rotation, scale])
     features = blocks.conv_stack(x, _TRUNKS[depth], first_index=2)
