@@ -6,6 +6,10 @@ import keras
 from keras import ops
 
 from keras_equivariant.groups.rotation import ROTATION_GROUPS, RotationGroup
+from keras_equivariant.layers._conv_utils import (
+    expand_rotation_kernel,
+    rotation_kernel_parameters,
+)
 from keras_equivariant.utils.validation import check_choice, check_positive_int
 
 PADDING_MODES = ("same", "valid")
@@ -210,14 +214,9 @@ class RotationConv2D(keras.layers.Layer):
             equivariant_padding(size, self.effective_kernel_size, self.strides, self.padding)
         self.input_order = input_order
         self.input_fields = input_fields
-        if self.group == "C8":
-            self._kernel_basis = self._group.kernel_basis(self.kernel_size, input_order)
-            self._kernel_indices = None
-            num_basis = self._kernel_basis.shape[0]
-        else:
-            self._kernel_indices = self._group.kernel_indices(self.kernel_size, input_order)
-            self._kernel_basis = None
-            num_basis = self.kernel_size * self.kernel_size * input_order
+        self._kernel_indices, self._kernel_basis, num_basis = rotation_kernel_parameters(
+            self._group, self.kernel_size, input_order
+        )
         self.kernel = self.add_weight(
             name="kernel",
             shape=(num_basis, input_fields, self.filters),
@@ -242,11 +241,7 @@ class RotationConv2D(keras.layers.Layer):
 
     def _expanded_kernel(self):
         """The kernel of every (output element, input element): ``(k, k, |G_in|, |G|, C_in, filters)``."""
-        kernel = ops.convert_to_tensor(self.kernel)  # autocast under mixed precision
-        if self._kernel_indices is not None:
-            return ops.take(kernel, self._kernel_indices, axis=0)
-        basis = ops.convert_to_tensor(self._kernel_basis, dtype=kernel.dtype)
-        return ops.tensordot(basis, kernel, axes=([0], [0]))
+        return expand_rotation_kernel(self.kernel, self._kernel_indices, self._kernel_basis)
 
     def expanded_kernel_and_bias(self):
         """The equivalent plain-convolution kernel and bias, in the field-major flat layout.

@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from keras_equivariant.groups.rotation import ROTATION_GROUPS, RotationGroup
+from keras_equivariant.layers._conv_utils import expand_rotation_kernel, rotation_kernel_parameters
 from keras_equivariant.layers.scale import BaseScaleConv
 from keras_equivariant.utils.validation import check_choice
 
@@ -102,15 +103,9 @@ class RotationScaleConv2D(BaseScaleConv):
     def _build_kernel(self, in_channels):
         self.input_order = 1 if self._lifting else self.group_order
         self.input_fields = in_channels // self.input_order
-        size = self.kernel_size[0]
-        if self.group == "C8":
-            self._kernel_basis = self._rotations.kernel_basis(size, self.input_order)
-            self._kernel_indices = None
-            num_basis = self._kernel_basis.shape[0]
-        else:
-            self._kernel_indices = self._rotations.kernel_indices(size, self.input_order)
-            self._kernel_basis = None
-            num_basis = size * size * self.input_order
+        self._kernel_indices, self._kernel_basis, num_basis = rotation_kernel_parameters(
+            self._rotations, self.kernel_size[0], self.input_order
+        )
         self.kernel = self.add_weight(
             name="kernel",
             shape=(num_basis, self.scale_size * self.input_fields, self.filters),
@@ -125,11 +120,7 @@ class RotationScaleConv2D(BaseScaleConv):
         Input channels are ordered (scale tap, input rotation, field) like the merged scale
         windows; output channels (rotation, field) like the group-axis layout.
         """
-        if self._kernel_indices is not None:
-            expanded = ops.take(self.kernel, self._kernel_indices, axis=0)
-        else:
-            basis = ops.convert_to_tensor(self._kernel_basis, dtype=self.kernel.dtype)
-            expanded = ops.tensordot(basis, self.kernel, axes=([0], [0]))
+        expanded = expand_rotation_kernel(self.kernel, self._kernel_indices, self._kernel_basis)
         size, order_in, order = self.kernel_size[0], self.input_order, self.group_order
         # (k, k, |G_in|, |G|, taps * C_in, F) -> (k, k, taps, |G_in|, C_in, |G|, F)
         expanded = ops.reshape(
