@@ -28,6 +28,10 @@ from keras_equivariant.cli import _common
 
 HELP = "train + evaluate several models with one protocol and write report.md"
 
+# (model name, variant) pairs whose logits are invariant to 90-degree rotations by construction
+# (docs/model-summary.md, "Which models are rotation-invariant"); every other pair is a hybrid.
+C4_INVARIANT_MODELS = frozenset({("CascadedGCNN", "equivariant")})
+
 
 @dataclasses.dataclass(frozen=True)
 class Preset:
@@ -59,13 +63,13 @@ PRESETS = {
     "quick": Preset(
         name="quick",
         description=(
-            "A CPU smoke reproduction, about 15 minutes on 2 CPU cores: 3 depth-4 models trained "
-            "for 6 epochs on 4,660 training images (all of the shared CIFAR-10 subset, or a "
+            "A CPU smoke reproduction, about 15 minutes on 2 CPU cores: 4 depth-4 models (3 "
+            "hybrids and the end-to-end C4-invariant CascadedGCNN) trained for 6 epochs on 4,660 training images (all of the shared CIFAR-10 subset, or a "
             "class-balanced 4,660 of full CIFAR-10), evaluated on 400 class-balanced test images "
             "with FGSM and PGD-10 (random start, default protocol, pixel eps), CLEVER-L2 on 2 "
             "images with a reduced sampling budget. The numbers show that the pipeline works; "
             "the models are far from converged."),
-        models=("BaselineCNN", "ParallelGCNN", "ParallelRotScaleGCNN"),
+        models=("BaselineCNN", "ParallelGCNN", "ParallelRotScaleGCNN", "CascadedGCNN"),
         depth=4, variant="equivariant", epochs=6, batch_size=128, lr_schedule="constant",
         max_train_examples=4660, max_test_examples=400, protocol="default",
         eps=(0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255), pgd_steps=10,
@@ -165,8 +169,13 @@ def reproduce(preset, output_dir, dataset="cifar10", data_dir=None, seed=0, verb
     previous_seconds = results.get("wall_seconds_before_resume", 0.0) + results.get(
         "wall_seconds_this_session", 0.0)
     results["wall_seconds_before_resume"] = previous_seconds
+    results["load_average"] = {"cpu_cores": results["hardware"]["cpu_cores"],
+                               "start": _load_average(), "max": _load_average()}
 
     def save():
+        load = _load_average()
+        if load is not None:
+            results["load_average"].update(end=load, max=max(load, results["load_average"]["max"]))
         results["wall_seconds_this_session"] = time.perf_counter() - start
         results["wall_seconds"] = previous_seconds + results["wall_seconds_this_session"]
         io.atomic_write_json(results_path, results)
@@ -270,6 +279,14 @@ def equivariance_errors(model, output_path, num_images=16, dataset="cifar10", da
     return payload
 
 
+def _load_average():
+    """The 1-minute load average, or None where the platform has none."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
 def hardware_description():
     """CPU model, core count, GPUs, versions and the library's git commit, for the report."""
     import keras
@@ -326,18 +343,23 @@ def render_report(results):
         f"{_clever_budget(preset)}, {preset['clever_images']} class-balanced test images "
         "(an estimate of the minimal adversarial distortion, not a certificate).",
         f"- Equivariance: max relative error of the logits under 90/180/270-degree rotations of "
-        f"{preset['equivariance_images']} test images (0 = rotation-invariant predictions).",
+        f"{preset['equivariance_images']} test images (0 = rotation-invariant predictions; "
+        "float32 round-off gives ~1e-6 for an exactly invariant model). \"claims C4 invariance\": "
+        "whether the architecture is rotation-invariant by construction; the hybrids (standard-"
+        "convolution branches or trunks) are not, so errors of order 1 are expected for them.",
         f"- Hardware: {hardware['cpu']}, {hardware['cpu_cores']} cores, GPUs: "
         f"{', '.join(hardware['gpus']) or 'none'}; TensorFlow {hardware['tensorflow']}, "
         f"Keras {hardware['keras']}, keras-equivariant {hardware.get('keras_equivariant')} "
         f"(commit {hardware.get('git_commit') or 'unknown'}).",
-        f"- Total wall time: {results.get('wall_seconds', 0) / 60:.1f} min.",
+        f"- Total wall time: {results.get('wall_seconds', 0) / 60:.1f} min"
+        f"{_load_text(results.get('load_average'))}.",
         "",
         "## Summary",
         "",
         "| model | parameters | train time (s) | clean acc. (%) | FGSM acc. @ largest eps (%) "
-        "| PGD acc. @ largest eps (%) | CLEVER median | equivariance error |",
-        "|---|---|---|---|---|---|---|---|",
+        "| PGD acc. @ largest eps (%) | CLEVER median | claims C4 invariance "
+        "| C4 equivariance error |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for model_name, entry in results["models"].items():
         training = entry.get("training", {})
@@ -350,7 +372,9 @@ def render_report(results):
             f"{_percent(training.get('test_accuracy'))} | "
             f"{_percent(_last(attacks.get('fgsm')))} | {_percent(_last(attacks.get('pgd')))} | "
             f"{'n/a' if not clever else format(clever['median'], '.4g')} | "
-            f"{'n/a' if not equivariance else format(equivariance['max_relative_error'], '.3g')} |")
+            f"{'yes' if claims_c4_invariance(model_name, preset['variant']) else 'no'} | "
+            f"{'n/a' if not equivariance else _format_error(equivariance['max_relative_error'])} "
+            "|")
     for attack in ("fgsm", "pgd"):
         eps_values = sorted({eps for entry in results["models"].values()
                              for eps in entry.get("attacks", {}).get(attack, {})}, key=float)
@@ -378,6 +402,28 @@ def _clever_budget(preset):
     samples = preset["clever_num_samples_per_batch"] or samples
     return (f"`{preset['clever_preset']}` preset with {batches} batches x {samples} gradient "
             "samples per target class")
+
+
+def claims_c4_invariance(model_name, variant):
+    """Whether ``model_name`` built with ``variant`` has logits invariant to 90-degree rotations
+    by construction (``C4_INVARIANT_MODELS``)."""
+    return (model_name, variant) in C4_INVARIANT_MODELS
+
+
+def _format_error(value):
+    """Relative errors: 3 significant digits, or 2 in scientific notation below 0.01
+    (``8.1e-07``: an exact invariance at float32 round-off must not print as 0.0)."""
+    return f"{value:.1e}" if value < 0.01 else f"{value:.3g}"
+
+
+def _load_text(load_average):
+    if not load_average or load_average.get("start") is None:
+        return ""
+    return (f"; 1-minute load average {load_average['start']:.1f} at the start, "
+            f"{load_average.get('end', load_average['start']):.1f} at the end, "
+            f"{load_average.get('max', load_average['start']):.1f} at most (sampled after every "
+            f"stage) on {load_average['cpu_cores']} cores: above the core count, other jobs "
+            "shared the CPU and stretched the times")
 
 
 def _last(curve):
