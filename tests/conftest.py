@@ -7,6 +7,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 import keras  # noqa: E402
 import pytest  # noqa: E402
+from attack_toys import held_out_split, trained_classifier  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -14,3 +15,15 @@ def _seed_everything():
     keras.utils.set_random_seed(1234)
     yield
     keras.backend.clear_session()
+
+
+@pytest.fixture
+def toy_data():
+    """Held-out synthetic test images and labels (240 examples, 3 classes); see attack_toys."""
+    return held_out_split()
+
+
+@pytest.fixture
+def toy_model():
+    """A tiny CNN trained on synthetic stripes (once per process); returns logits."""
+    return trained_classifier()

@@ -7,21 +7,11 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from attack_toys import held_out_split, predictions, trained_classifier
+from attack_toys import predictions
 
 from keras_equivariant.attacks import AttackSpec, pgd
 from keras_equivariant.metrics import RobustAccuracyReport, robust_accuracy
 from keras_equivariant.metrics.robust_accuracy import batch_seed
-
-
-@pytest.fixture
-def toy_model():
-    return trained_classifier()
-
-
-@pytest.fixture
-def toy_data():
-    return held_out_split()
 
 
 def _dataset(images, labels, batch_size=64):
