@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from _timing import time_interleaved  # noqa: E402  (sibling module: run as a script)
 from keras_equivariant.layers import RotationConv2D, ScaleConv2D  # noqa: E402
 
 REFERENCE = "Conv2D 64->64"
@@ -52,7 +51,7 @@ LAYERS = [
 
 
 def measure(layer, input_shape, batch_size=32):
-    """Builds ``layer`` and returns a compiled forward+backward step and its input batch."""
+    """Builds ``layer`` and returns a zero-argument compiled forward+backward step on a batch."""
     inputs = tf.random.uniform((batch_size, *input_shape))
     layer(inputs)  # build
 
@@ -64,22 +63,7 @@ def measure(layer, input_shape, batch_size=32):
         return tape.gradient(loss, [x, *layer.trainable_variables])
 
     step(inputs)  # trace and warm up
-    return step, inputs
-
-
-def time_interleaved(steps, rounds, repeats_per_round=3):
-    """Median seconds per call of each ``steps[name] = (step, inputs)``, interleaved by round."""
-    samples = {name: [] for name in steps}
-    progress = keras.utils.Progbar(rounds, unit_name="round")
-    for round_index in range(rounds):
-        for name, (step, inputs) in steps.items():
-            start = time.perf_counter()
-            for _ in range(repeats_per_round):
-                results = step(inputs)
-            _ = results[0].numpy()  # wait for the device
-            samples[name].append((time.perf_counter() - start) / repeats_per_round)
-        progress.update(round_index + 1)
-    return {name: float(np.median(values)) for name, values in samples.items()}
+    return lambda: step(inputs)
 
 
 def main(argv=None):
@@ -93,7 +77,9 @@ def main(argv=None):
         layer = factory()
         steps[name] = measure(layer, input_shape, args.batch_size)
         parameters[name] = layer.count_params()
-    medians = time_interleaved(steps, args.rounds)
+    # One device sync per round (after its 3 calls): results[0].numpy() waits for the device.
+    medians = time_interleaved(steps, args.rounds, repeats_per_round=3,
+                               wait=lambda results: results[0].numpy())
     reference = medians[REFERENCE]
     print(f"\nforward+backward, tf.function, batch {args.batch_size}, median of {args.rounds} "
           f"interleaved rounds; device: {tf.config.list_logical_devices()[-1].device_type}")

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -30,6 +29,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from _timing import time_interleaved  # noqa: E402  (sibling module: run as a script)
 from keras_equivariant import BaselineCNN, ParallelRotScaleGCNN  # noqa: E402
 from keras_equivariant.export import fold  # noqa: E402
 
@@ -70,20 +70,6 @@ def inference_step(model, images, jit_compile):
         return forward(images).numpy()
 
     return step
-
-
-def time_interleaved(steps, rounds, repeats_per_round):
-    """Median seconds per call of each ``steps[name]``, interleaved round by round."""
-    samples = {name: [] for name in steps}
-    progress = keras.utils.Progbar(rounds, unit_name="round")
-    for round_index in range(rounds):
-        for name, step in steps.items():
-            start = time.perf_counter()
-            for _ in range(repeats_per_round):
-                step()
-            samples[name].append((time.perf_counter() - start) / repeats_per_round)
-        progress.update(round_index + 1)
-    return {name: float(np.median(values)) for name, values in samples.items()}
 
 
 def main(argv=None):
