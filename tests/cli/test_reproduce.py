@@ -11,21 +11,35 @@ def test_presets_are_consistent():
     quick, paper = reproduce.PRESETS["quick"], reproduce.PRESETS["paper"]
     assert quick.depth == 4 and quick.protocol == "default" and quick.pgd_steps == 10
     assert quick.eps == (0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255)
+    # The quick preset shows the library's headline: one end-to-end C4-invariant model.
+    assert "CascadedGCNN" in quick.models and quick.variant == "equivariant"
+    assert [name for name in quick.models if reproduce.claims_c4_invariance(name, quick.variant)] \
+        == ["CascadedGCNN"]
     # The paper's grid in normalized units (pixel eps = eps / 2), plus 0 for clean accuracy.
     assert paper.eps[0] == 0.0 and paper.eps[1] == 0.01 and paper.eps[-1] == 0.15
     assert len(paper.eps) == 16 and paper.epochs == 200 and paper.protocol == "paper"
     assert set(paper.models) == set(reproduce._common.MODEL_NAMES)
 
 
+def test_invariance_claims_and_error_format():
+    assert reproduce.claims_c4_invariance("CascadedGCNN", "equivariant")
+    assert not reproduce.claims_c4_invariance("CascadedGCNN", "paper")
+    assert not reproduce.claims_c4_invariance("ParallelGCNN", "equivariant")
+    # An exact invariance at float32 round-off must not print as 0.0.
+    assert reproduce._format_error(8.1e-7) == "8.1e-07"
+    assert reproduce._format_error(1.4523) == "1.45"
+    assert reproduce._format_error(0.0) == "0.0e+00"
+
+
 def test_reproduce_writes_report_and_resumes(tiny_data_dir, tmp_path, capsys):
     command = ["reproduce", "--data-dir", str(tiny_data_dir), "--output-dir", str(tmp_path),
-               "--models", "BaselineCNN", "ParallelGCNN", "--epochs", "1",
+               "--models", "BaselineCNN", "CascadedGCNN", "--epochs", "1",
                "--max-train-examples", "32", "--max-test-examples", "10",
                "--clever-images", "1", "--clever-num-batches", "4",
                "--clever-num-samples-per-batch", "4", "--verbose", "0"]
     assert main(command) == 0
     results = json.loads((tmp_path / "results.json").read_text())
-    assert list(results["models"]) == ["BaselineCNN", "ParallelGCNN"]
+    assert list(results["models"]) == ["BaselineCNN", "CascadedGCNN"]
     for entry in results["models"].values():
         assert entry["training"]["epochs_completed"] == 1
         assert entry["training"]["num_parameters"] > 0
@@ -33,8 +47,19 @@ def test_reproduce_writes_report_and_resumes(tiny_data_dir, tmp_path, capsys):
         assert len(entry["attacks"]["pgd"]) == 5
         assert entry["clever"]["num_images"] == 1 and entry["clever"]["median"] > 0
         assert set(entry["equivariance"]["relative_errors"]) == {"rot90", "rot180", "rot270"}
+    # The end-to-end invariant model is invariant after training too; the hybrid is not.
+    invariant_error = results["models"]["CascadedGCNN"]["equivariance"]["max_relative_error"]
+    assert invariant_error < 1e-4
+    assert results["models"]["BaselineCNN"]["equivariance"]["max_relative_error"] > 1e-3
+    assert results["load_average"]["cpu_cores"] >= 1
     report = (tmp_path / "report.md").read_text()
     assert "| BaselineCNN |" in report and "## PGD accuracy" in report
+    assert "| claims C4 invariance | C4 equivariance error |" in report
+    cascaded_row = next(line for line in report.splitlines() if line.startswith("| CascadedGCNN |"))
+    assert cascaded_row.endswith(f"| yes | {reproduce._format_error(invariant_error)} |")
+    assert "e-0" in cascaded_row
+    baseline_row = next(line for line in report.splitlines() if line.startswith("| BaselineCNN |"))
+    assert "| no |" in baseline_row
     for attack in ("fgsm", "pgd"):
         assert (tmp_path / f"robust_accuracy_{attack}.png").stat().st_size > 0
     model_time = os.path.getmtime(results["models"]["BaselineCNN"]["training"]["model_path"])
