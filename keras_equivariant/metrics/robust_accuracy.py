@@ -8,7 +8,8 @@ exactly.
 
 Sweeps are resumable: with ``output_dir`` the report is rewritten atomically (CSV and JSON)
 after every finished budget, and a rerun with the same settings reuses the finished budgets
-instead of recomputing them.
+instead of recomputing them (after a clean pass checks that the data give the same number of
+examples and clean accuracy).
 """
 
 from __future__ import annotations
@@ -255,6 +256,9 @@ def robust_accuracy(model, dataset, attack="pgd", eps=None, protocol="default", 
         if finished:
             report.clean_accuracy = finished["clean_accuracy"]
             report.num_examples = finished["num_examples"]
+            # reused budgets are only valid for the same data (and model): check with a clean
+            # pass before reusing anything, even when every budget is already finished
+            _check_same_data(report, *_clean_counts(model, dataset, max_batches))
     num_batches = _known_batches(dataset, max_batches)
 
     for value, value_pixel in zip(eps_values, eps_pixel):
@@ -294,6 +298,17 @@ def _sweep_one(model, dataset, spec, eps_pixel, seed, max_batches, num_batches, 
     if num_examples == 0:
         raise ValueError("`dataset` yielded no examples.")
     return num_robust, num_correct, num_examples
+
+
+def _clean_counts(model, dataset, max_batches):
+    """``(num_correct, num_examples)`` of the unperturbed data (forward passes only)."""
+    num_correct = num_examples = 0
+    for _, _, _, clean_correct in iterate_batches(model, dataset, max_batches):
+        num_correct += int(clean_correct.sum())
+        num_examples += int(clean_correct.size)
+    if num_examples == 0:
+        raise ValueError("`dataset` yielded no examples.")
+    return num_correct, num_examples
 
 
 def _check_same_data(report, num_correct, num_examples):

@@ -132,6 +132,20 @@ def test_resume_refuses_different_settings(toy_model, toy_data, tmp_path):
                         model_name="toy", output_dir=tmp_path)
 
 
+def test_resume_refuses_different_data_even_when_every_budget_is_finished(toy_model, toy_data,
+                                                                         tmp_path):
+    """Reusing finished budgets must not return results of another dataset (e.g. a subset)."""
+    images, labels = toy_data
+    robust_accuracy(toy_model, (images[:40], labels[:40]), eps=[0.0, 0.05], verbose=0,
+                    model_name="toy", output_dir=tmp_path)
+    with pytest.raises(ValueError, match="evaluated data changed"):
+        robust_accuracy(toy_model, (images, labels), eps=[0.0, 0.05], verbose=0,
+                        model_name="toy", output_dir=tmp_path)
+    resumed = robust_accuracy(toy_model, (images[:40], labels[:40]), eps=[0.0, 0.05], verbose=0,
+                              model_name="toy", output_dir=tmp_path)
+    assert resumed.num_examples == 40
+
+
 def _paper_reference_accuracy(model, images, labels, eps):
     """The official evaluation written literally: normalized [-1, 1] inputs, PGD-40, step 0.01,
     no random start, clamp to the eps-ball and to [-1, 1], last iterate; mean-reduced CE."""
