@@ -50,7 +50,15 @@ def add_data_arguments(parser, datasets=TRAIN_DATASETS):
 
 
 def load_model(path):
-    """Loads a saved ``.keras`` model (importing the library registers its custom layers)."""
+    """Loads a saved ``.keras`` image classifier (importing the library registers its custom
+    layers).
+
+    Raises:
+        FileNotFoundError: ``path`` is not a file, or not a ``.keras`` (zip) archive.
+        ValueError: the model does not map images ``(batch, height, width, channels)`` to logits
+            ``(batch, num_classes)``.
+    """
+    import zipfile
     from pathlib import Path
 
     import keras
@@ -63,4 +71,20 @@ def load_model(path):
             f"No model file at {path}. Pass the .keras file written by `keras-equivariant train` "
             "(runs/<run name>/model.keras)."
         )
-    return keras.saving.load_model(path)
+    if not zipfile.is_zipfile(path):
+        raise FileNotFoundError(
+            f"{path} is not a .keras model archive (a .keras file is a zip archive). Pass the "
+            ".keras file written by `keras-equivariant train` (runs/<run name>/model.keras)."
+        )
+    model = keras.saving.load_model(path)
+    input_shapes = [tuple(tensor.shape) for tensor in model.inputs]
+    output_shapes = [tuple(tensor.shape) for tensor in model.outputs]
+    if (len(input_shapes) != 1 or len(input_shapes[0]) != 4 or len(output_shapes) != 1
+            or len(output_shapes[0]) != 2):
+        raise ValueError(
+            f"{path} is not an image classifier: expected one input (batch, height, width, "
+            f"channels) and one output of logits (batch, num_classes); received inputs "
+            f"{input_shapes} and outputs {output_shapes}. Pass a model built by "
+            "keras_equivariant (e.g. runs/<run name>/model.keras)."
+        )
+    return model

@@ -66,3 +66,28 @@ def test_console_entry_point_prints_no_traceback(tmp_path):
     assert completed.returncode == 1
     assert "Traceback" not in completed.stderr
     assert "keras-equivariant evaluate: error: No model file" in completed.stderr
+
+
+def test_a_file_that_is_not_a_keras_archive_exits_1(capsys, tmp_path):
+    (tmp_path / "model.keras").write_text("not a model")
+    assert main(["evaluate", str(tmp_path / "model.keras")]) == 1
+    message = capsys.readouterr().err
+    assert "is not a .keras model archive" in message
+    assert "File not found" not in message
+
+
+@pytest.mark.parametrize("command", ["evaluate", "clever", "export"])
+def test_a_model_that_is_not_an_image_classifier_exits_2(capsys, tmp_path, command):
+    import keras
+
+    inputs = keras.Input((8, 8, 3))
+    outputs = keras.layers.Conv2D(3, 3, padding="same")(inputs)  # images out, not logits
+    path = tmp_path / "segmenter.keras"
+    keras.Model(inputs, outputs).save(path)
+    assert main([command, str(path), "--data-dir", str(tmp_path / "unused")]
+                if command != "export" else [command, str(path), "--output-dir",
+                                             str(tmp_path / "saved")]) == 2
+    message = capsys.readouterr().err
+    assert "is not an image classifier" in message
+    assert "(None, 8, 8, 3)" in message
+    assert not (tmp_path / "saved").exists()
