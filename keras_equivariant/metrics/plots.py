@@ -12,10 +12,12 @@ from keras_equivariant.utils.validation import check_choice
 def plot_robust_accuracy(reports, x="eps", ax=None, path=None, title=None):
     """Plots robust accuracy (%) against eps for several models on one figure.
 
-    Reports sharing a ``model_name`` (and attack) are treated as seeds of one model: the curve is
-    their mean and a shaded band shows ± one sample standard deviation (``ddof=1``); the legend
-    gives the number of seeds. Draws on a plain ``matplotlib.figure.Figure`` (no pyplot state), so
-    it works with the Agg backend and in threads.
+    Reports sharing a ``model_name``, protocol and attack settings are treated as seeds of one
+    model (seeds with different settings raise a ``ValueError``): the curve is their mean and a
+    shaded band shows ± one sample standard deviation (``ddof=1``); the legend gives the number
+    of seeds. Reports of several protocols are labelled with their protocol. Draws on a plain
+    ``matplotlib.figure.Figure`` (no pyplot state), so it works with the Agg backend and in
+    threads.
 
     Args:
         reports: a :class:`~keras_equivariant.metrics.RobustAccuracyReport` or a list of them.
@@ -43,11 +45,15 @@ def plot_robust_accuracy(reports, x="eps", ax=None, path=None, title=None):
             "them on a common pixel axis."
         )
     several_attacks = len({(r.attack["attack"], r.attack["norm"]) for r in reports}) > 1
+    several_protocols = len({r.protocol for r in reports}) > 1
     groups = OrderedDict()
     for report in reports:
-        label = report.model_name
+        details = []
         if several_attacks:
-            label += f" ({report.attack['attack']}, L{report.attack['norm']})"
+            details.append(f"{report.attack['attack']}, L{report.attack['norm']}")
+        if several_protocols:
+            details.append(f"{report.protocol} protocol")
+        label = report.model_name + (f" ({', '.join(details)})" if details else "")
         groups.setdefault(label, []).append(report)
 
     if ax is None:
@@ -59,6 +65,14 @@ def plot_robust_accuracy(reports, x="eps", ax=None, path=None, title=None):
         ax = figure.add_subplot()
     figure = ax.figure
     for label, members in groups.items():
+        settings = {(member.protocol, tuple(sorted(member.attack.items()))) for member in members}
+        if len(settings) > 1:
+            raise ValueError(
+                f"Reports of {label!r} were run with different attack settings "
+                f"{[dict(attack, protocol=protocol) for protocol, attack in settings]}; seeds "
+                "of one model must share them. Give the runs different `model_name`s to plot "
+                "them as separate curves."
+            )
         xs = [np.asarray(getattr(member, x), dtype=float) for member in members]
         if any(values.shape != xs[0].shape or not np.allclose(values, xs[0]) for values in xs):
             raise ValueError(

@@ -58,6 +58,21 @@ def test_attacks_are_told_apart_in_the_legend():
     assert {line.get_label() for line in ax.get_lines()} == {"a (pgd, Linf)", "a (fgsm, Linf)"}
 
 
+def test_one_model_under_two_protocols_gives_two_curves_not_seeds():
+    reports = [_report("a", [0.9, 0.6, 0.3]),
+               _report("a", [0.9, 0.8, 0.7], protocol="paper", eps=(0.0, 0.02, 0.04))]
+    (ax,) = plot_robust_accuracy(reports, x="eps_pixel").axes
+    curves = {line.get_label(): list(line.get_ydata()) for line in ax.get_lines()}
+    assert curves == {"a (default protocol)": [90, 60, 30], "a (paper protocol)": [90, 80, 70]}
+
+
+def test_seeds_with_different_attack_settings_raise():
+    reports = [_report("a", [0.9, 0.6, 0.3]), _report("a", [0.9, 0.5, 0.2])]
+    reports[1].attack = {"attack": "pgd", "norm": "inf", "steps": 50}
+    with pytest.raises(ValueError, match="different attack settings"):
+        plot_robust_accuracy(reports)
+
+
 def test_bad_input_raises():
     with pytest.raises(ValueError, match="different eps grids"):
         plot_robust_accuracy([_report("a", [0.9, 0.5, 0.1]),
