@@ -304,7 +304,8 @@ def clever_scores(model, images, target_classes=None, num_batches=None,
         output_path: optional JSON file. After every image the file is rewritten atomically
             with the configuration and all results so far. If it already exists with the same
             configuration and images, finished images are loaded instead of recomputed; a
-            different configuration raises a ``ValueError``.
+            different configuration, or a model whose clean logits do not reproduce the
+            loaded results, raises a ``ValueError``.
         verbose: 0 silent, 1 progress bar over images.
 
     Returns:
@@ -358,6 +359,7 @@ def clever_scores(model, images, target_classes=None, num_batches=None,
                 )
             payload["results"] = existing["results"]
     results = [None if r is None else CleverResult.from_dict(r) for r in payload["results"]]
+    _check_same_model(model, images, results, output_path)
     progress = keras.utils.Progbar(num_images, unit_name="image") if verbose else None
     for index in range(num_images):
         if results[index] is None:
@@ -371,6 +373,31 @@ def clever_scores(model, images, target_classes=None, num_batches=None,
         if progress is not None:
             progress.update(index + 1, values=[("score", results[index].score)])
     return results
+
+
+def _check_same_model(model, images, results, output_path):
+    """Raises if loaded results were computed with another model: the file records no model,
+    so the current model's clean logits must reproduce each result's predicted class and
+    margins."""
+    loaded = [index for index, result in enumerate(results) if result is not None]
+    if not loaded:
+        return
+    logits = np.asarray(keras.ops.convert_to_numpy(
+        model(tf.convert_to_tensor(images[loaded]), training=False)), dtype=np.float64)
+    for row, index in zip(logits, loaded):
+        result = results[index]
+        stored = [target.margin for target in result.targets]
+        current = [row[result.predicted_class] - row[target.target_class]
+                   for target in result.targets]
+        if (int(np.argmax(row)) != result.predicted_class
+                or not np.allclose(current, stored, rtol=1e-3, atol=1e-4)):
+            raise ValueError(
+                f"`output_path` {str(output_path)!r} holds CLEVER results of a different model: "
+                f"for image {index} it records predicted class {result.predicted_class} and "
+                f"margins {np.round(stored, 5).tolist()}, the current model gives class "
+                f"{int(np.argmax(row))} and margins {np.round(current, 5).tolist()}. Pass a new "
+                "`output_path` or delete the file to start over."
+            )
 
 
 def sample_lp_ball(num_samples, dimension, radius, norm, seed=None):

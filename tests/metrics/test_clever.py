@@ -256,6 +256,14 @@ def test_clever_scores_matches_clever_u_and_resumes(tmp_path, monkeypatch):
         metrics.clever_scores(model, images, output_path=path, seed=10, **SMALL)
 
 
+def test_clever_scores_refuses_to_resume_with_another_model(tmp_path):
+    images = np.random.default_rng(2).uniform(0.2, 0.8, size=(2, *SHAPE)).astype("float32")
+    path = tmp_path / "clever.json"
+    metrics.clever_scores(_small_cnn(seed=0), images, output_path=path, seed=9, **SMALL)
+    with pytest.raises(ValueError, match="different model"):
+        metrics.clever_scores(_small_cnn(seed=1), images, output_path=path, seed=9, **SMALL)
+
+
 def test_clever_scores_targeted(image):
     model = _small_cnn()
     predicted = int(np.argmax(model(image[None])))
