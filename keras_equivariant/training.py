@@ -125,6 +125,17 @@ class _EpochTimer(keras.callbacks.Callback):
             logs["epoch_seconds"] = time.perf_counter() - self._start
 
 
+class _HistoryLogger(keras.callbacks.CSVLogger):
+    """``CSVLogger`` whose columns are the logged metrics only: Keras's logger adds empty
+    ``val_*`` columns (``val_loss``, ``val_epoch_seconds``, ...) filled with ``NA`` when ``fit``
+    has no validation data, which is always the case here."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.keys is None and logs:
+            self.keys = sorted(logs)
+        super().on_epoch_end(epoch, logs)
+
+
 def train(model_name, depth=10, variant="equivariant", dataset="cifar10", epochs=200,
           batch_size=128, learning_rate=1e-3, lr_schedule="constant", lr_step_epochs=50,
           lr_decay_rate=0.1, augment=False, data_dir=None, output_dir="runs", run_name=None,
@@ -152,7 +163,8 @@ def train(model_name, depth=10, variant="equivariant", dataset="cifar10", epochs
         output_dir: parent of the run directory.
         run_name: run directory name; default ``default_run_name(...)``.
         seed: seeds Python, NumPy, TF (``keras.utils.set_random_seed``) and data shuffling.
-        max_train_examples, max_test_examples: use only the first examples of each split.
+        max_train_examples, max_test_examples: use only a deterministic, class-balanced
+            subset of this many examples of each split (`data.stratified_indices`).
         save_freq: ``"epoch"`` or a number of batches between mid-epoch backups.
         distribution: see ``select_strategy``.
         verbose: ``model.fit`` verbosity (``"auto"``: progress bar).
@@ -241,7 +253,7 @@ def train(model_name, depth=10, variant="equivariant", dataset="cifar10", epochs
                                            lr_step_epochs, lr_decay_rate)),
         _EpochTimer(),
         keras.callbacks.ModelCheckpoint(str(run_dir / "checkpoints" / "last.keras")),
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+        _HistoryLogger(str(run_dir / "history.csv"), append=True),
     ]
     if importlib.util.find_spec("tensorboard") is not None:
         library_callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "logs"),

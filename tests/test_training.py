@@ -100,6 +100,8 @@ def test_interrupted_run_resumes_then_finished_run_is_skipped_or_extended(data_d
     for restored, saved in zip(recorder.weights, interrupt.weights):
         np.testing.assert_array_equal(restored, saved)
     assert [row["epoch"] for row in training.read_history(run_dir)] == [0, 1, 2]
+    header = (run_dir / "history.csv").read_text().splitlines()[0]
+    assert header == "epoch,accuracy,epoch_seconds,learning_rate,loss"  # no empty val_* columns
     assert summary["completed"] and summary["epochs_completed"] == 3
     assert not (run_dir / "backup").exists()
     assert 0.0 <= summary["test_accuracy"] <= 1.0
