@@ -6,7 +6,8 @@ from pathlib import Path
 
 from keras_equivariant.cli import _common
 
-HELP = "export a .keras model as a TF Serving SavedModel (uint8 images in, probabilities out)"
+HELP = ("export a .keras model as a TF Serving SavedModel (uint8 images in, logits and "
+        "probabilities out)")
 
 
 def add_parser(subparsers):

@@ -29,15 +29,20 @@ def add_parser(subparsers):
                         default="constant",
                         help="'step': x lr-decay-rate every lr-step-epochs; 'paper': the "
                              "official code's schedule for this model (default: %(default)s)")
-    parser.add_argument("--lr-step-epochs", type=_common.positive_int, default=50)
-    parser.add_argument("--lr-decay-rate", type=float, default=0.1)
+    parser.add_argument("--lr-step-epochs", type=_common.positive_int, default=50,
+                        help="epochs between decays of the 'step' schedule "
+                             "(default: %(default)s)")
+    parser.add_argument("--lr-decay-rate", type=float, default=0.1,
+                        help="learning-rate factor of each 'step' decay (default: %(default)s)")
     parser.add_argument("--augment", action="store_true",
                         help="random crops and flips (off in the paper)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seeds Python, NumPy, TensorFlow and the data shuffling; part of the "
+                             "default run name (default: %(default)s)")
     parser.add_argument("--max-train-examples", type=_common.positive_int, default=None,
-                        help="train on the first N training images only")
+                        help="train on a class-balanced subset of N training images")
     parser.add_argument("--max-test-examples", type=_common.positive_int, default=None,
-                        help="report accuracy on the first N test images only")
+                        help="report accuracy on a class-balanced subset of N test images")
     parser.add_argument("--save-freq", type=_common.save_freq_value, default="epoch",
                         help="'epoch' or a number of batches between resumable backups "
                              "(default: %(default)s)")
