@@ -318,6 +318,16 @@ def _prepare(model, images, labels, targeted, target_labels):
         goal = check_labels(target_labels, array.shape[0], num_classes, name="target_labels")
 
     def restore(adversarial):
+        if np.finfo(output_dtype).bits < 32:
+            # Rounding to a narrower float can move a pixel away from its clean value, out of
+            # the eps-ball; such pixels take the neighbouring value towards the clean pixel
+            # (which the narrow dtype represents exactly, so the result stays in the ball).
+            wide = adversarial.numpy()
+            narrow = wide.astype(output_dtype)
+            clean = array.astype(output_dtype)
+            away = np.abs(narrow.astype(np.float32) - array) > np.abs(wide - array)
+            narrow[away] = np.nextafter(narrow[away], clean[away])
+            adversarial = tf.constant(narrow)
         adversarial = tf.cast(adversarial, output_dtype)
         return adversarial if is_tensor else adversarial.numpy()
 

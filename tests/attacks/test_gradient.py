@@ -175,6 +175,18 @@ def test_item7_dtype_and_container_preserved(toy_model, toy_data):
     assert from_integers.dtype == np.float32 and not np.array_equal(from_integers, binary)
 
 
+@pytest.mark.parametrize("norm, eps", [("inf", 8 / 255), ("inf", 0.03), ("2", 0.3)])
+def test_item7_float16_images_stay_inside_the_eps_ball(toy_model, toy_data, norm, eps):
+    """Rounding the float32 attack back to float16 must not step outside the eps-ball."""
+    images, labels = toy_data
+    half = images.astype(np.float16)
+    adversarial = pgd(toy_model, half, labels, eps, norm=norm, seed=0)
+    assert adversarial.dtype == np.float16
+    delta = adversarial.astype(np.float64) - half.astype(np.float64)
+    assert (_linf if norm == "inf" else _l2)(delta).max() <= eps + 1e-6
+    assert adversarial.min() >= 0.0 and adversarial.max() <= 1.0
+
+
 def test_item7_targeted_success_means_target_prediction(toy_model, toy_data):
     images, labels = toy_data
     targets = (labels + 2) % NUM_CLASSES
