@@ -42,24 +42,38 @@ def add_parser(subparsers):
 
 
 def run(args):
+    if args.skip_attacks and not args.corruptions:
+        raise ValueError("--skip-attacks leaves nothing to evaluate: add --corruptions (names or "
+                         "'all') for the CIFAR-10-C sweep, or drop --skip-attacks.")
     model = _common.load_model(args.model_path)
     output_dir = Path(args.output_dir or Path(args.model_path).parent / "evaluation")
+    corruptions = _corruption_names(args.corruptions) if args.corruptions else None
     results = {}
     if not args.skip_attacks:
         results["attacks"] = attack_sweeps(
             model, output_dir, attacks=args.attack, eps=args.eps, protocol=args.protocol,
             steps=args.steps, dataset=args.dataset, data_dir=args.data_dir,
             max_examples=args.max_examples, batch_size=args.batch_size)
-    if args.corruptions:
-        from keras_equivariant.data import CORRUPTIONS
-
-        corruptions = list(CORRUPTIONS) if args.corruptions == ["all"] else args.corruptions
+        for report in results["attacks"].values():
+            print(report)
+    if corruptions:
         results["corruptions"] = corruption_sweep(
             model, output_dir / "corruptions", corruptions=corruptions,
             severities=args.severities, data_dir=args.data_dir, max_examples=args.max_examples,
             batch_size=args.batch_size)
     print(f"results in {output_dir}")
     return results
+
+
+def _corruption_names(requested):
+    """``--corruptions`` as a list of CIFAR-10-C names (``all`` expanded), validated before the
+    attack sweeps so that a typo does not surface only after them."""
+    from keras_equivariant import data
+
+    names = list(data.CORRUPTIONS) if requested == ["all"] else list(requested)
+    for name in names:
+        data.dataset_info("cifar10_corrupted", "test", corruption=name, severity=1)
+    return names
 
 
 def attack_sweeps(model, output_dir, attacks=("fgsm", "pgd"), eps=None, protocol="default",

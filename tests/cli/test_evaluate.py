@@ -28,11 +28,13 @@ def count_sweeps(monkeypatch):
 
 
 def test_attack_sweep_writes_csv_json_png_and_resumes(trained_model_path, tiny_data_dir,
-                                                      tmp_path, count_sweeps):
+                                                      tmp_path, count_sweeps, capsys):
     command = ["evaluate", str(trained_model_path), "--data-dir", str(tiny_data_dir),
                "--max-examples", "12", "--steps", "2", "--output-dir", str(tmp_path)]
     assert main(command + ["--eps", "0", "2/255"]) == 0
     assert len(count_sweeps) == 4
+    printed = capsys.readouterr().out  # the results table of each attack ends the run
+    assert "Robust accuracy of" in printed and "attack=fgsm" in printed and "attack=pgd" in printed
     assert (tmp_path / "robust_accuracy.png").stat().st_size > 0
     json_files = sorted(tmp_path.glob("*.json"))
     assert [path.name.split("_")[-2] for path in json_files] == ["fgsm", "pgd"]
@@ -93,12 +95,14 @@ def test_corruption_sweep_is_incremental_and_resumable(trained_model_path, tmp_p
     assert (output / "corruptions" / "corruptions.png").stat().st_size > 0
 
 
-def test_unknown_corruption_is_refused_before_work(trained_model_path, tmp_path, capsys):
-    code = main(["evaluate", str(trained_model_path), "--skip-attacks", "--corruptions", "rain",
-                 "--data-dir", str(tmp_path), "--output-dir", str(tmp_path / "out")])
+@pytest.mark.parametrize("skip_attacks", [["--skip-attacks"], []])
+def test_unknown_corruption_is_refused_before_work(trained_model_path, tiny_data_dir, tmp_path,
+                                                   capsys, skip_attacks):
+    code = main(["evaluate", str(trained_model_path), *skip_attacks, "--corruptions", "rain",
+                 "--data-dir", str(tiny_data_dir), "--output-dir", str(tmp_path / "out")])
     assert code == 2
     assert "rain" in capsys.readouterr().err
-    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "out").exists()  # not even the attack sweeps ran
 
 
 def test_settings_the_protocol_forbids_are_refused_before_work(trained_model_path, tiny_data_dir,
@@ -107,4 +111,12 @@ def test_settings_the_protocol_forbids_are_refused_before_work(trained_model_pat
                  "--data-dir", str(tiny_data_dir), "--output-dir", str(tmp_path / "out")])
     assert code == 2
     assert "steps=40" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_skip_attacks_without_corruptions_is_refused(trained_model_path, tmp_path, capsys):
+    code = main(["evaluate", str(trained_model_path), "--skip-attacks",
+                 "--output-dir", str(tmp_path / "out")])
+    assert code == 2
+    assert "--skip-attacks leaves nothing to evaluate" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
