@@ -45,7 +45,7 @@ def run(args):
         radius=args.radius, num_batches=args.num_batches,
         num_samples_per_batch=args.num_samples_per_batch, seed=args.seed, dataset=args.dataset,
         data_dir=args.data_dir)
-    print(f"CLEVER-{args.norm} median {summary['median']:.4g} (mean {summary['mean']:.4g}) over "
+    print(f"CLEVER-L{args.norm} median {summary['median']:.4g} (mean {summary['mean']:.4g}) over "
           f"{summary['num_images']} images; results in {output}")
     return summary
 

@@ -219,7 +219,7 @@ def reproduce(preset, output_dir, dataset="cifar10", data_dir=None, seed=0, verb
         save()
 
         if preset.clever_images > 0:
-            print(f"{header}: CLEVER-{preset.clever_norm} ({preset.clever_preset}) on "
+            print(f"{header}: CLEVER-L{preset.clever_norm} ({preset.clever_preset}) on "
                   f"{preset.clever_images} images")
             stage = time.perf_counter()
             from keras_equivariant.cli.clever import clever_summary

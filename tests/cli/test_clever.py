@@ -12,7 +12,7 @@ def test_clever_scores_images_and_resumes(trained_model_path, tiny_data_dir, tmp
                "--num-samples-per-batch", "4", "--data-dir", str(tiny_data_dir),
                "--output", str(output)]
     assert main(command) == 0
-    assert "CLEVER-2 median" in capsys.readouterr().out
+    assert "CLEVER-L2 median" in capsys.readouterr().out
     payload = json.loads(output.read_text())
     assert payload["config"]["num_batches"] == 4 and payload["config"]["norm"] == "2"
     scores = [result["score"] for result in payload["results"]]
