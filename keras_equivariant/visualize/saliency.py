@@ -286,7 +286,7 @@ def plot_saliency_comparison(models, images, path, labels=None, model_names=None
     num_rows = num_images * len(conditions)
     num_columns = columns_per_model * len(models)
     figure, axes = new_figure(num_rows, num_columns,
-                              figsize=(1.6 * num_columns, 1.75 * num_rows + 0.6))
+                              figsize=(1.6 * num_columns, 1.95 * num_rows + 0.6))
     for model_index, (model, name) in enumerate(zip(models, model_names)):
         model = _as_functional(model)
         for condition_index, (condition, batches) in enumerate(conditions):
@@ -304,7 +304,7 @@ def plot_saliency_comparison(models, images, path, labels=None, model_names=None
                 if labels is not None:
                     verdict = (" (ok)" if predictions[image_index] == labels[image_index] else
                                f" (true: {describe(labels[image_index])})")
-                axis.set_title(f"{name}, {condition}\npredicted {describe(predictions[image_index])}"
+                axis.set_title(f"{name}\n{condition}\npredicted {describe(predictions[image_index])}"
                                f"{verdict}", fontsize=6)
                 for method_index, method in enumerate(methods):
                     axis = axes[row, column + 1 + method_index]
