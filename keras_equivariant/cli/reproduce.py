@@ -132,8 +132,12 @@ def run(args):
         "clever_num_batches": args.clever_num_batches,
         "clever_num_samples_per_batch": args.clever_num_samples_per_batch,
     }
-    preset = dataclasses.replace(preset, **{key: value for key, value in overrides.items()
-                                            if value is not None})
+    overrides = {key: value for key, value in overrides.items() if value is not None}
+    if overrides:  # the report quotes the preset's description: say that it was changed
+        options = ", ".join(f"--{key.replace('_', '-')}" for key in overrides)
+        overrides["description"] = (f"{preset.description} Overridden on the command line: "
+                                    f"{options}; the settings listed below are the ones that ran.")
+    preset = dataclasses.replace(preset, **overrides)
     output_dir = Path(args.output_dir or f"runs/reproduce-{preset.name}")
     return reproduce(preset, output_dir, dataset=args.dataset, data_dir=args.data_dir,
                      seed=args.seed, verbose=args.verbose)

@@ -54,6 +54,9 @@ def test_reproduce_writes_report_and_resumes(tiny_data_dir, tmp_path, capsys):
     assert results["load_average"]["cpu_cores"] >= 1
     report = (tmp_path / "report.md").read_text()
     assert "| BaselineCNN |" in report and "## PGD accuracy" in report
+    assert ("Overridden on the command line: --models, --epochs, --max-train-examples, "
+            "--max-test-examples, --clever-images, --clever-num-batches, "
+            "--clever-num-samples-per-batch;") in report
     assert "| claims C4 invariance | C4 equivariance error |" in report
     cascaded_row = next(line for line in report.splitlines() if line.startswith("| CascadedGCNN |"))
     assert cascaded_row.endswith(f"| yes | {reproduce._format_error(invariant_error)} |")
