@@ -136,6 +136,14 @@ class _HistoryLogger(keras.callbacks.CSVLogger):
         super().on_epoch_end(epoch, logs)
 
 
+def _same_setting(key, stored, requested):
+    """Whether a stored run setting matches a requested one; data folders are compared as
+    resolved paths (``../data`` and ``/abs/data`` are the same folder)."""
+    if key == "data_dir" and stored is not None and requested is not None:
+        return Path(stored).resolve() == Path(requested).resolve()
+    return stored == requested
+
+
 def train(model_name, depth=10, variant="equivariant", dataset="cifar10", epochs=200,
           batch_size=128, learning_rate=1e-3, lr_schedule="constant", lr_step_epochs=50,
           lr_decay_rate=0.1, augment=False, data_dir=None, output_dir="runs", run_name=None,
@@ -198,19 +206,20 @@ def train(model_name, depth=10, variant="equivariant", dataset="cifar10", epochs
         "lr_schedule": lr_schedule, "lr_step_epochs": lr_step_epochs,
         "lr_decay_rate": float(lr_decay_rate), "augment": bool(augment), "seed": seed,
         "max_train_examples": max_train_examples, "max_test_examples": max_test_examples,
-        "data_dir": None if data_dir is None else str(data_dir),
+        "data_dir": None if data_dir is None else str(Path(data_dir).resolve()),
     }
     run_dir = Path(output_dir) / (run_name or default_run_name(model_name, depth, variant,
                                                                 dataset, seed))
     previous = io.read_json(run_dir / "config.json")
     if previous is not None:
-        changed = {key: (previous.get(key), config[key]) for key in _CONFIG_KEYS
-                   if previous.get(key) != config[key]}
+        changed = [f"{key}: stored {previous.get(key)!r}, requested {config[key]!r}"
+                   for key in _CONFIG_KEYS if not _same_setting(key, previous.get(key),
+                                                                config[key])]
         if changed:
             raise ValueError(
-                f"Run directory {run_dir} holds a run with other settings "
-                f"(setting: (stored, requested)) {changed}. Resume it with the stored settings, "
-                "or pick another `run_name`/`output_dir`."
+                f"Run directory {run_dir} holds a run with other settings ({'; '.join(changed)}). "
+                "Resume it with the stored settings, or pick another `run_name`/`output_dir` "
+                "(CLI: --run-name/--output-dir)."
             )
     summary = io.read_json(run_dir / "summary.json")
     if summary is not None and summary.get("completed") and summary["epochs_completed"] >= epochs:

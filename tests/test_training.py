@@ -115,7 +115,10 @@ def test_interrupted_run_resumes_then_finished_run_is_skipped_or_extended(data_d
     extended = training.train(**dict(arguments, epochs=4))
     assert extended["epochs_completed"] == 4
     assert [row["epoch"] for row in training.read_history(run_dir)] == [0, 1, 2, 3]
-    with pytest.raises(ValueError, match="learning_rate"):
+    # The same data folder spelled differently is the same run.
+    assert training.train(**dict(arguments, epochs=4, data_dir=os.path.relpath(data_dir))) \
+        == extended
+    with pytest.raises(ValueError, match="learning_rate: stored 0.001, requested 0.1"):
         training.train(**dict(arguments, epochs=4, learning_rate=0.1))
 
 
