@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from keras_equivariant.cli import _common
 
 HELP = ("export a .keras model as a TF Serving SavedModel (uint8 images in, logits and "
@@ -17,7 +15,8 @@ def add_parser(subparsers):
         "'probabilities'}; the /255 preprocessing is inside the graph.")
     parser.add_argument("model_path", help="the .keras file written by `keras-equivariant train`")
     parser.add_argument("--name", default=None,
-                        help="served model name (default: the run directory's name)")
+                        help="served model name (default: the run directory's name for "
+                             "runs/<run name>/model.keras, else the file name without .keras)")
     parser.add_argument("--version", type=_common.positive_int, default=None,
                         help="integer version (default: one more than the newest existing)")
     parser.add_argument("--output-dir", default="saved_models", help="(default: %(default)s)")
@@ -31,7 +30,9 @@ def run(args):
     from keras_equivariant.export.serving import export_for_serving
 
     model = _common.load_model(args.model_path)
-    name = args.name or Path(args.model_path).resolve().parent.name
+    from keras_equivariant.cli.explain import default_name
+
+    name = args.name or default_name(args.model_path)
     path = export_for_serving(model, name, output_dir=args.output_dir, version=args.version,
                               fold=args.fold)
     print(f"SavedModel written to {path}\n"

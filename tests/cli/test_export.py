@@ -21,3 +21,13 @@ def test_export_writes_numbered_versions(trained_model_path, tmp_path, capsys):
     np.testing.assert_allclose(outputs[0], outputs[1], atol=1e-5)
     assert main(command + ["--name", "folded", "--version", "7"]) == 2
     assert "immutable" in capsys.readouterr().err
+
+
+def test_default_name_is_the_file_name_outside_a_run_directory(trained_model_path, tmp_path):
+    import shutil
+
+    model_path = tmp_path / "models" / "my_classifier.keras"
+    model_path.parent.mkdir()
+    shutil.copy(trained_model_path, model_path)
+    assert main(["export", str(model_path), "--output-dir", str(tmp_path / "saved")]) == 0
+    assert (tmp_path / "saved" / "my_classifier" / "1" / "saved_model.pb").is_file()
