@@ -1,27 +1,33 @@
 """Training and inference throughput (images/s) of the 10-layer models, before and after ``fold``.
 
 Measured in one process, the models interleaved round by round so that machine load affects all
-of them alike; ratios are against ``BaselineCNN(depth=10)`` measured in the same process.
+of them alike; ratios are against ``BaselineCNN(depth=10)`` and against the PyTorch twins, both
+measured in the same process.
 
 - training: ``model.train_on_batch`` (Adam, cross-entropy on logits; the compiled train
   function of ``model.fit``), batch 128 of 32x32x3 images;
+- input gradient: forward + backward to the input in inference mode (what FGSM/PGD/CLEVER
+  repeat), under ``tf.function``;
 - inference: ``model(x, training=False)`` under ``tf.function``, batch 128, for each model and
   for ``keras_equivariant.export.fold(model)``.
 
-Reference points measured elsewhere (not in this process, so only indicative): the official
-PyTorch + e2cnn code on this project's 2-core CPU trains the 10-layer rot-scale model at about
-32 images/s and the 10-layer baseline at about 62 images/s.
+Peers: when ``torch`` is importable (``--peers-path DIR`` puts e.g. a ``pip install --target DIR
+torch e2cnn`` on the path; torch is never a project dependency), the PyTorch twins of
+``benchmarks/_torch_twins.py`` (the official code's BaselineCNN(10) and C8 rot-scale model,
+e2cnn lifting when e2cnn imports) are timed in the same rounds, same batch, same thread count,
+and each row prints the ratio. Every table names the CPU model and TensorFlow's oneDNN state.
 
 Usage::
 
     python benchmarks/model_throughput.py [--batch-size 128] [--rounds 5] [--jit-compile]
-        [--dtype-policy mixed_bfloat16]
+        [--dtype-policy mixed_bfloat16] [--peers-path /tmp/peers]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -32,6 +38,7 @@ import tensorflow as tf  # noqa: E402
 from _timing import time_interleaved  # noqa: E402  (sibling module: run as a script)
 from keras_equivariant import BaselineCNN, ParallelRotScaleGCNN  # noqa: E402
 from keras_equivariant.export import fold  # noqa: E402
+from keras_equivariant.utils.platform import describe  # noqa: E402
 
 REFERENCE = "BaselineCNN(10)"
 MODELS = [
@@ -40,12 +47,26 @@ MODELS = [
      lambda: ParallelRotScaleGCNN(depth=10, variant="equivariant")),
     ("ParallelRotScaleGCNN(10, paper)", lambda: ParallelRotScaleGCNN(depth=10, variant="paper")),
 ]
-# Official PyTorch + e2cnn training throughput on this CPU (images/s), for context only.
-PYTORCH_TRAINING_ANCHORS = {
-    REFERENCE: 62.0,
-    "ParallelRotScaleGCNN(10, equivariant)": 32.0,
-    "ParallelRotScaleGCNN(10, paper)": 32.0,
+# Which PyTorch twin (benchmarks/_torch_twins.py) each of our rows is compared with.
+TWIN_OF = {
+    REFERENCE: "BaselineCNN(10)",
+    "ParallelRotScaleGCNN(10, equivariant)": "ParallelRotScaleGCNN(10, paper)",
+    "ParallelRotScaleGCNN(10, paper)": "ParallelRotScaleGCNN(10, paper)",
 }
+
+
+def load_torch_twins(peers_path):
+    """The ``_torch_twins`` module, or None when torch is not importable."""
+    if peers_path:  # after site-packages: never shadows our own dependencies
+        sys.path.extend(peers_path.split(os.pathsep))
+    try:
+        import _torch_twins  # noqa: PLC0415 (optional peer)
+    except ImportError as error:
+        print(f"PyTorch peers skipped: {error}")
+        return None
+    _torch_twins.torch.manual_seed(0)
+    _torch_twins.torch.set_num_threads(os.cpu_count())
+    return _torch_twins
 
 
 def training_step(model, images, labels, jit_compile):
@@ -58,6 +79,24 @@ def training_step(model, images, labels, jit_compile):
 
     def step():
         return model.train_on_batch(images, labels)
+
+    return step
+
+
+def input_gradient_step(model, images, labels, jit_compile):
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    @tf.function(jit_compile=jit_compile)
+    def gradient(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            value = loss(labels, model(x, training=False))
+        return tape.gradient(value, x)
+
+    gradient(images)  # trace and warm up
+
+    def step():
+        return gradient(images).numpy()
 
     return step
 
@@ -80,37 +119,62 @@ def main(argv=None):
     parser.add_argument("--jit-compile", action="store_true", help="compile with XLA")
     parser.add_argument("--dtype-policy", default="float32",
                         help='Keras dtype policy, e.g. "mixed_bfloat16" (AMX/AVX512-BF16 CPUs)')
+    parser.add_argument("--peers-path", default=None,
+                        help="folders (os.pathsep-separated) holding torch and e2cnn for the "
+                        "PyTorch twin rows")
     args = parser.parse_args(argv)
+    twins = load_torch_twins(args.peers_path)
     keras.config.set_dtype_policy(args.dtype_policy)
 
     rng = np.random.default_rng(0)
     images = rng.random((args.batch_size, 32, 32, 3), dtype=np.float32)
     labels = rng.integers(0, 10, args.batch_size)
-    training, inference, parameters = {}, {}, {}
+    training, gradients, inference, parameters = {}, {}, {}, {}
     for name, builder in MODELS:
         model = builder()
         parameters[name] = model.count_params()
         inference[f"{name} inference"] = inference_step(model, images, args.jit_compile)
         inference[f"{name} inference, folded"] = inference_step(
             fold(model), images, args.jit_compile)
+        gradients[name] = input_gradient_step(model, tf.constant(images), tf.constant(labels),
+                                              args.jit_compile)
         training[name] = training_step(model, images, labels, args.jit_compile)
+    peer_rows = {}
+    if twins is not None:
+        torch_images = twins.torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
+        torch_labels = twins.torch.from_numpy(labels)
+        for twin_name, twin_class in twins.TWINS.items():
+            twin = twin_class()
+            row = f"PyTorch {twin_name}" + (
+                "" if getattr(twin, "uses_e2cnn", True) else " (plain-conv stand-in for e2cnn)")
+            peer_rows[twin_name] = row
+            parameters[row] = sum(p.numel() for p in twin.parameters())
+            training[row] = twins.training_step(twin, torch_images, torch_labels)
+            gradients[row] = twins.input_gradient_step(twin_class(), torch_images, torch_labels)
 
     print("training")
     train_times = time_interleaved(training, args.rounds, args.repeats)
+    print("input gradient")
+    gradient_times = time_interleaved(gradients, args.rounds, args.repeats)
     print("inference")
     infer_times = time_interleaved(inference, args.rounds, args.repeats)
 
     device = tf.config.list_logical_devices()[-1].device_type
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     print(f"\nbatch {args.batch_size}, median of {args.rounds} interleaved rounds x "
           f"{args.repeats} calls; device: {device}; XLA: {args.jit_compile}; "
-          f"dtype policy: {args.dtype_policy}; CPU threads: {os.cpu_count()}")
-    reference = args.batch_size / train_times[REFERENCE]
-    print(f"\n{'training':<40} {'images/s':>9} {'vs baseline':>12} {'vs PyTorch':>11} "
-          f"{'params':>10}")
-    for name, seconds in train_times.items():
-        rate = args.batch_size / seconds
-        print(f"{name:<40} {rate:>9.1f} {rate / reference:>12.3f} "
-              f"{rate / PYTORCH_TRAINING_ANCHORS[name]:>11.2f} {parameters[name]:>10d}")
+          f"dtype policy: {args.dtype_policy}\nmachine: {describe()}; load average {load}")
+    for title, times in (("training", train_times), ("input gradient", gradient_times)):
+        reference = args.batch_size / times[REFERENCE]
+        print(f"\n{title:<48} {'images/s':>9} {'vs baseline':>12} {'vs PyTorch twin':>16} "
+              f"{'params':>10}")
+        for name, seconds in times.items():
+            rate = args.batch_size / seconds
+            twin_row = peer_rows.get(TWIN_OF.get(name))
+            versus = (f"{rate / (args.batch_size / times[twin_row]):>16.2f}" if twin_row
+                      else f"{'-':>16}")
+            print(f"{name:<48} {rate:>9.1f} {rate / reference:>12.3f} {versus} "
+                  f"{parameters[name]:>10d}")
     reference = args.batch_size / infer_times[f"{REFERENCE} inference"]
     print(f"\n{'inference':<48} {'images/s':>9} {'vs baseline':>12}")
     for name, seconds in infer_times.items():
