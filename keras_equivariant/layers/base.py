@@ -92,17 +92,14 @@ def equivariant_padding(size, kernel_size, strides, padding):
     for total in range(minimum, minimum + 2 * strides + 1):
         if total % 2 == 0 and (size + total - kernel_size) % strides == 0:
             return total // 2, total // 2
-    working = [
-        candidate for candidate in range(max(size - 2 * strides, kernel_size), size + 2 * strides)
-        if (candidate - kernel_size) % 2 == 0
-    ][:3]
+    working = " or ".join(str(candidate) for candidate in (size - 1, size + 1)
+                          if candidate >= kernel_size)
     raise ValueError(
         f"No symmetric padding keeps exact equivariance for input size {size} with kernel "
         f"size {kernel_size} (dilated) and strides={strides}: the output grid cannot be "
         f"centred on the input grid when (size - kernel_size) is odd and strides is even. "
-        f"Use an input size with (size - {kernel_size}) even (e.g. "
-        f"{', '.join(map(str, working))}), or strides=1 followed by "
-        "keras.layers.MaxPooling2D(2) (exact on even sizes), or an even kernel_size."
+        f"Use an input size with (size - {kernel_size}) even (e.g. {working}), or strides=1 "
+        "followed by keras.layers.MaxPooling2D(2) (exact on even sizes)."
     )
 
 
