@@ -191,8 +191,8 @@ class GroupConv2D(keras.layers.Layer):
     - :attr:`group_action`: the :class:`keras_equivariant.groups.GroupAction` of the output
       group axis (what :func:`keras_equivariant.check_equivariance` checks the layer with);
     - :attr:`group_axis_size`: the size of the output group axis;
-    - ``_check_input_shape(input_shape)``: validates the input, returns the number of flat
-      input channels;
+    - ``_check_input_shape(input_shape)``: validates the input shape (rank 4 or 5, group axis,
+      channels), raising a ``ValueError`` that names the expected layout;
     - ``_build_kernel(input_shape)``: creates ``self.kernel`` (and any constants);
     - ``_expanded_convolutions()``: the kernel expansion, the list of
       :class:`PlainConvolution` (``bias=None``, ``padding`` unset) the layer computes;
@@ -206,12 +206,28 @@ class GroupConv2D(keras.layers.Layer):
         strides: int or pair.
         padding: ``"same"`` or ``"valid"``, both equivariant (:func:`equivariant_padding`).
         dilation_rate: int or pair; cannot be combined with ``strides > 1``.
-        activation: applied to the output (pointwise, so equivariance is kept).
+        activation: applied to the output. Pointwise, so it keeps exact equivariance to grid
+            permutations (90° rotations, mirrors) and to scale shifts of an isolated layer; it
+            does not commute with an interpolating resize (see ``docs/practical-notes.md``).
         use_bias: one bias per output field, shared over the group axis.
         kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
         kernel_constraint, bias_constraint: as in ``keras.layers.Conv2D``, applied to the
             learned (unexpanded) kernel and to the bias.
         **kwargs: base ``keras.layers.Layer`` arguments.
+
+    Input shape:
+        ``(batch, height, width, channels)`` (lifting) or
+        ``(batch, height, width, group_axis_size_in, channels)`` (group convolution).
+
+    Output shape:
+        ``(batch, new_height, new_width, group_axis_size, filters)``.
+
+    Example (a subclass):
+
+    >>> layer = keras_equivariant.layers.RotationConv2D(4, 3, group="C4")
+    >>> outputs = layer(np.zeros((1, 9, 9, 3), "float32"))
+    >>> layer.group_action.name, layer.group_axis_size, len(layer.plain_convolutions())
+    ('C4', 4, 1)
     """
 
     #: Rotation layers need square kernels, strides and dilations.
