@@ -207,8 +207,8 @@ class GroupConv2D(keras.layers.Layer):
         padding: ``"same"`` or ``"valid"``, both equivariant (:func:`equivariant_padding`).
         dilation_rate: int or pair; cannot be combined with ``strides > 1``.
         activation: applied to the output. Pointwise, so it keeps exact equivariance to grid
-            permutations (90° rotations, mirrors) and to scale shifts of an isolated layer; it
-            does not commute with an interpolating resize (see ``docs/practical-notes.md``).
+            permutations (90° rotations, mirrors); it does not commute with an interpolating
+            resize, so scale equivariance becomes approximate (``docs/practical-notes.md``).
         use_bias: one bias per output field, shared over the group axis.
         kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
         kernel_constraint, bias_constraint: as in ``keras.layers.Conv2D``, applied to the
