@@ -122,14 +122,14 @@ def main(argv=None):
         print(f"{name:<40} {rate:>9.1f} {rate / reference:>12.3f} "
               f"{rate / PYTORCH_TRAINING_ANCHORS[name]:>11.2f} {parameters[name]:>10d}")
     reference = args.batch_size / infer_times[f"{REFERENCE} inference"]
-    print(f"\n{'inference':<48} {'images/s':>9} {'vs baseline':>12}")
+    print(f"\n{'inference':<56} {'images/s':>9} {'vs baseline':>12}")
     for name, seconds in infer_times.items():
         rate = args.batch_size / seconds
-        print(f"{name:<48} {rate:>9.1f} {rate / reference:>12.3f}")
-    print(f"\n{'folded vs unfolded inference':<48} {'speed-up':>9}")
+        print(f"{name:<56} {rate:>9.1f} {rate / reference:>12.3f}")
+    print(f"\n{'folded vs unfolded inference':<56} {'speed-up':>9}")
     for name, _ in MODELS:
         speedup = infer_times[f"{name} inference"] / infer_times[f"{name} inference, folded"]
-        print(f"{name:<48} {speedup:>9.3f}")
+        print(f"{name:<56} {speedup:>9.3f}")
 
 
 def _cpu_model():
