@@ -111,8 +111,7 @@ def main(argv=None):
     device = tf.config.list_logical_devices()[-1].device_type
     print(f"\nbatch {args.batch_size}, median of {args.rounds} interleaved rounds x "
           f"{args.repeats} calls; device: {device}; XLA: {args.jit_compile}; "
-          f"dtype policy: {args.dtype_policy}; CPU: {_cpu_model()}, {os.cpu_count()} threads; "
-          f"oneDNN: TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset')}")
+          f"dtype policy: {args.dtype_policy}; CPU threads: {os.cpu_count()}")
     if train_times:
         reference = args.batch_size / train_times[REFERENCE]
         print(f"\n{'training':<40} {'images/s':>9} {'vs baseline':>12} {'vs PyTorch':>11} "
@@ -130,19 +129,6 @@ def main(argv=None):
     for name, _ in MODELS:
         speedup = infer_times[f"{name} inference"] / infer_times[f"{name} inference, folded"]
         print(f"{name:<56} {speedup:>9.3f}")
-
-
-def _cpu_model():
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or "unknown CPU"
 
 
 if __name__ == "__main__":
