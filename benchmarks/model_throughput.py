@@ -17,10 +17,13 @@ torch e2cnn`` on the path; torch is never a project dependency), the PyTorch twi
 e2cnn lifting when e2cnn imports) are timed in the same rounds, same batch, same thread count,
 and each row prints the ratio. Every table names the CPU model and TensorFlow's oneDNN state.
 
+The inference table ends with the speed-up of each folded model over the same model unfolded,
+measured in the same interleaved rounds.
+
 Usage::
 
     python benchmarks/model_throughput.py [--batch-size 128] [--rounds 5] [--jit-compile]
-        [--dtype-policy mixed_bfloat16] [--peers-path /tmp/peers]
+        [--dtype-policy mixed_bfloat16] [--peers-path /tmp/peers] [--inference-only]
 """
 
 from __future__ import annotations
@@ -122,6 +125,8 @@ def main(argv=None):
     parser.add_argument("--peers-path", default=None,
                         help="folders (os.pathsep-separated) holding torch and e2cnn for the "
                         "PyTorch twin rows")
+    parser.add_argument("--inference-only", action="store_true",
+                        help="skip the training and input-gradient measurements")
     args = parser.parse_args(argv)
     twins = load_torch_twins(args.peers_path)
     keras.config.set_dtype_policy(args.dtype_policy)
@@ -136,11 +141,12 @@ def main(argv=None):
         inference[f"{name} inference"] = inference_step(model, images, args.jit_compile)
         inference[f"{name} inference, folded"] = inference_step(
             fold(model), images, args.jit_compile)
-        gradients[name] = input_gradient_step(model, tf.constant(images), tf.constant(labels),
-                                              args.jit_compile)
-        training[name] = training_step(model, images, labels, args.jit_compile)
+        if not args.inference_only:
+            gradients[name] = input_gradient_step(model, tf.constant(images),
+                                                  tf.constant(labels), args.jit_compile)
+            training[name] = training_step(model, images, labels, args.jit_compile)
     peer_rows = {}
-    if twins is not None:
+    if twins is not None and not args.inference_only:
         torch_images = twins.torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
         torch_labels = twins.torch.from_numpy(labels)
         for twin_name, twin_class in twins.TWINS.items():
@@ -152,10 +158,12 @@ def main(argv=None):
             training[row] = twins.training_step(twin, torch_images, torch_labels)
             gradients[row] = twins.input_gradient_step(twin_class(), torch_images, torch_labels)
 
-    print("training")
-    train_times = time_interleaved(training, args.rounds, args.repeats)
-    print("input gradient")
-    gradient_times = time_interleaved(gradients, args.rounds, args.repeats)
+    train_times, gradient_times = {}, {}
+    if training:
+        print("training")
+        train_times = time_interleaved(training, args.rounds, args.repeats)
+        print("input gradient")
+        gradient_times = time_interleaved(gradients, args.rounds, args.repeats)
     print("inference")
     infer_times = time_interleaved(inference, args.rounds, args.repeats)
 
@@ -165,21 +173,27 @@ def main(argv=None):
           f"{args.repeats} calls; device: {device}; XLA: {args.jit_compile}; "
           f"dtype policy: {args.dtype_policy}\nmachine: {describe()}; load average {load}")
     for title, times in (("training", train_times), ("input gradient", gradient_times)):
+        if not times:
+            continue
         reference = args.batch_size / times[REFERENCE]
-        print(f"\n{title:<48} {'images/s':>9} {'vs baseline':>12} {'vs PyTorch twin':>16} "
+        print(f"\n{title:<56} {'images/s':>9} {'vs baseline':>12} {'vs PyTorch twin':>16} "
               f"{'params':>10}")
         for name, seconds in times.items():
             rate = args.batch_size / seconds
             twin_row = peer_rows.get(TWIN_OF.get(name))
             versus = (f"{rate / (args.batch_size / times[twin_row]):>16.2f}" if twin_row
                       else f"{'-':>16}")
-            print(f"{name:<48} {rate:>9.1f} {rate / reference:>12.3f} {versus} "
+            print(f"{name:<56} {rate:>9.1f} {rate / reference:>12.3f} {versus} "
                   f"{parameters[name]:>10d}")
     reference = args.batch_size / infer_times[f"{REFERENCE} inference"]
-    print(f"\n{'inference':<48} {'images/s':>9} {'vs baseline':>12}")
+    print(f"\n{'inference':<56} {'images/s':>9} {'vs baseline':>12}")
     for name, seconds in infer_times.items():
         rate = args.batch_size / seconds
-        print(f"{name:<48} {rate:>9.1f} {rate / reference:>12.3f}")
+        print(f"{name:<56} {rate:>9.1f} {rate / reference:>12.3f}")
+    print(f"\n{'folded vs unfolded inference':<56} {'speed-up':>9}")
+    for name, _ in MODELS:
+        speedup = infer_times[f"{name} inference"] / infer_times[f"{name} inference, folded"]
+        print(f"{name:<56} {speedup:>9.3f}")
 
 
 if __name__ == "__main__":

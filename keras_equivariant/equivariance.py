@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import scipy.ndimage
 
-from keras_equivariant.groups.base import GroupAction, get_group
+from keras_equivariant.groups.base import GroupAction, get_group, layer_group_actions
 
 
 @dataclass
@@ -73,8 +73,10 @@ def check_equivariance(layer_or_model, inputs, group="C4", training=False) -> Eq
         layer_or_model: a callable Keras layer or model with one input and one output.
         inputs: a batch ``(batch, height, width, channels)`` of images, or a group feature
             map ``(batch, height, width, |G|, channels)`` (e.g. for a group convolution alone).
-        group: a registered group name (``"C4"``, ``"D4"``, ``"C8"``, ...) or a
-            :class:`keras_equivariant.groups.GroupAction`.
+        group: a registered group name (``"C4"``, ``"D4"``, ``"C8"``, ``"scale"``,
+            ``"C4xscale"``, ...), a :class:`keras_equivariant.groups.GroupAction`, or ``None``
+            for the ``group_action`` of the first group layer in ``layer_or_model`` (every group
+            convolution describes its group).
         training: passed to the call; with ``True``, batch-dependent layers (batch
             normalization) are equivariant only if the batch is closed under the group.
 
@@ -88,6 +90,15 @@ def check_equivariance(layer_or_model, inputs, group="C4", training=False) -> Eq
     >>> result.max_error < 1e-5
     True
     """
+    if group is None:
+        actions = layer_group_actions(layer_or_model)
+        if not actions:
+            raise ValueError(
+                "group=None takes the group of the first group layer, but "
+                f"{getattr(layer_or_model, 'name', layer_or_model)!r} has none (no layer with "
+                "a `group_action`). Pass a group name such as 'C4' or 'scale'."
+            )
+        group = actions[0]
     group = get_group(group).bind(layer_or_model)
     inputs = np.asarray(inputs, dtype=np.float32)
     if inputs.ndim not in (4, 5):

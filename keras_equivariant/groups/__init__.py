@@ -1,5 +1,11 @@
 """keras_equivariant.groups"""
-from keras_equivariant.groups.base import GroupAction, available_groups, get_group, register_group
+from keras_equivariant.groups.base import (
+    GroupAction,
+    available_groups,
+    get_group,
+    layer_group_actions,
+    register_group,
+)
 from keras_equivariant.groups.rotation import RotationGroup
 from keras_equivariant.groups.scale import (
     RotationScaleGroup,

@@ -47,7 +47,8 @@ class GroupAction:
 
     def bind(self, layer_or_model) -> "GroupAction":
         """The group to check ``layer_or_model`` with: ``self``, unless the discretisation
-        depends on the layer (the scale group takes the scale grid of its ``ScaleConv2D``)."""
+        depends on the layer (the scale group takes the scale grid of the first layer whose
+        ``group_action`` is a scale group, see :func:`layer_group_actions`)."""
         return self
 
     def relative_error(self, element, actual, expected, reference):
@@ -58,6 +59,24 @@ class GroupAction:
 
     def __repr__(self):
         return f"<{type(self).__name__} {self.name!r} (order {self.order})>"
+
+
+def layer_group_actions(layer_or_model):
+    """The ``group_action`` of every group layer in ``layer_or_model``, in layer order.
+
+    A group layer is any layer with a public ``group_action`` attribute (every subclass of
+    :class:`keras_equivariant.layers.base.GroupConv2D`); models are searched recursively
+    through their public ``layers``. This is how groups find the discretisation of the layers
+    they check without importing the layers.
+    """
+    actions, pending = [], [layer_or_model]
+    while pending:
+        layer = pending.pop(0)
+        action = getattr(layer, "group_action", None)
+        if isinstance(action, GroupAction):
+            actions.append(action)
+        pending[:0] = list(getattr(layer, "layers", None) or ())
+    return actions
 
 
 _REGISTRY: dict[str, GroupAction] = {}

@@ -16,7 +16,7 @@ the pixel grid of the learnable kernel). A feature map on the scale group has th
   signals (flat spectrum up to ``INTERPOLATION_BANDWIDTH`` cycles per pixel), supported on the
   ``2 * ceil(s * (k - 1) / 2) + 1`` square window. At integer positions it reduces to a delta,
   so the basis is continuous with the dilation above. Equivariance is approximate; the measured
-  error of one layer is given in :class:`keras_equivariant.layers.ScaleConv2D`.
+  error of one layer is given in "Scale-equivariant layers" of ``docs/practical-notes.md``.
 
 ``scale_kernel_basis`` returns this linear map as a constant array; layers expand their
 coefficients through it once per call (never stored as weights).
@@ -29,7 +29,7 @@ import numbers
 
 import numpy as np
 
-from keras_equivariant.groups.base import GroupAction, register_group
+from keras_equivariant.groups.base import GroupAction, layer_group_actions, register_group
 from keras_equivariant.groups.rotation import RotationGroup
 from keras_equivariant.utils.validation import check_choice
 
@@ -209,8 +209,8 @@ class ScaleGroup(GroupAction):
     :func:`keras_equivariant.equivariance.smooth_random_images`. Heights and widths divisible
     by every integer ratio keep the resampled pixel grids aligned.
 
-    ``check_equivariance(..., group="scale")`` binds the grid of the first
-    :class:`keras_equivariant.layers.ScaleConv2D` found in the layer or model; pass a
+    ``check_equivariance(..., group="scale")`` binds the grid of the first scale layer (e.g.
+    :class:`keras_equivariant.layers.ScaleConv2D`) found in the layer or model; pass a
     ``ScaleGroup(...)`` to choose the grid, resize method or crop yourself.
 
     Args:
@@ -305,20 +305,16 @@ class ScaleGroup(GroupAction):
         return float(np.linalg.norm(actual - expected)) / max(norm, np.finfo(np.float32).tiny)
 
     def bind(self, layer_or_model):
-        """The group on the scale grid of the first ``ScaleConv2D`` in ``layer_or_model``.
+        """The group on the scale grid of the first scale layer in ``layer_or_model`` (the first
+        ``group_action`` that is a ``ScaleGroup``, e.g. of a ``ScaleConv2D``).
 
         Keeps ``self`` if there is none or if it has the same grid.
         """
-        from keras_equivariant.layers.scale import ScaleConv2D  # the layers import this module
-
-        layers = [layer_or_model]
-        if hasattr(layer_or_model, "_flatten_layers"):
-            layers = list(layer_or_model._flatten_layers(include_self=True, recursive=True))
-        for layer in layers:
-            if isinstance(layer, ScaleConv2D):
-                if layer.scales == self.scales:
+        for action in layer_group_actions(layer_or_model):
+            if type(action) is ScaleGroup:
+                if action.scales == self.scales:
                     return self
-                return ScaleGroup(layer.scales, self.method, self.antialias, self.crop)
+                return ScaleGroup(action.scales, self.method, self.antialias, self.crop)
         return self
 
 
@@ -396,19 +392,17 @@ class RotationScaleGroup(GroupAction):
         return self.scale_group.relative_error(element, actual, expected)
 
     def bind(self, layer_or_model):
-        """The product group on the grid of the first ``RotationScaleConv2D`` found."""
-        from keras_equivariant.layers.rotation_scale import RotationScaleConv2D
-
-        layers = [layer_or_model]
-        if hasattr(layer_or_model, "_flatten_layers"):
-            layers = list(layer_or_model._flatten_layers(include_self=True, recursive=True))
-        for layer in layers:
-            if isinstance(layer, RotationScaleConv2D) and layer.group == self.rotations.name:
-                if layer.scales == self.scale_group.scales:
+        """The product group on the grid of the first layer in ``layer_or_model`` whose
+        ``group_action`` is a ``RotationScaleGroup`` of the same rotation group (e.g. a
+        ``RotationScaleConv2D``)."""
+        for action in layer_group_actions(layer_or_model):
+            if isinstance(action, RotationScaleGroup) and (
+                    action.rotations.name == self.rotations.name):
+                if action.scale_group.scales == self.scale_group.scales:
                     return self
                 group = self.scale_group
                 return RotationScaleGroup(
-                    self.rotations.name, layer.scales, method=group.method,
+                    self.rotations.name, action.scale_group.scales, method=group.method,
                     antialias=group.antialias, crop=group.crop,
                 )
         return self

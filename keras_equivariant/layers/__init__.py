@@ -5,3 +5,4 @@ from keras_equivariant.layers.pooling import GroupPooling
 from keras_equivariant.layers.rotation import RotationConv2D
 from keras_equivariant.layers.scale import ScaleConv2D
 from keras_equivariant.layers.rotation_scale import RotationScaleConv2D, split_rotation_scale_axis
+from keras_equivariant.layers.base import GroupConv2D, PlainConvolution

@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from keras_equivariant.groups.rotation import ROTATION_GROUPS, RotationGroup
+from keras_equivariant.groups.scale import RotationScaleGroup
 from keras_equivariant.layers._conv_utils import expand_rotation_kernel, rotation_kernel_parameters
 from keras_equivariant.layers.scale import BaseScaleConv
 from keras_equivariant.utils.validation import check_choice
@@ -34,16 +35,21 @@ class RotationScaleConv2D(BaseScaleConv):
     scale's convolution output is already the ``|G| * filters`` block of that scale, so the
     layer needs no transposes. :func:`split_rotation_scale_axis` gives the 6-D view.
 
-    Exactness needs the rotation grid alignment of :class:`RotationConv2D` (square kernels;
-    with ``strides > 1`` an input size ``n`` with ``(n - 1) % strides == 0``, e.g. 33) and
-    the spatial/scale boundary rules of :class:`ScaleConv2D` (compare central crops).
+    **Exact vs approximate.** Exact (float round-off) for C4/D4 rotations and integer scale
+    ratios; C8's 45° rotations and non-integer ratios are approximate. ``check_equivariance``
+    checks it with :attr:`group_action` (``"C4xscale"``, ...). Padding is the centred policy of
+    every group convolution (:func:`keras_equivariant.layers.base.equivariant_padding`): a
+    stride that cannot be centred on the input (e.g. stride 2 on 32x32) is refused with a
+    ``ValueError`` naming sizes that work (33x33); the spatial and scale boundary rules of
+    :class:`ScaleConv2D` apply (compare central crops).
 
     Args:
         filters: number of output fields (the output has ``num_scales * |G| * filters``
             channels).
         kernel_size: odd int, the size of the kernel at scale 1.
         group: ``"C4"``, ``"D4"`` or ``"C8"``.
-        scales, scale_size, strides, padding, scale_padding, blur_sigma, use_bias,
+        scales, scale_size, strides, padding, dilation_rate, activation, scale_padding,
+        blur_sigma, use_bias,
         kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
         kernel_constraint, bias_constraint: as in :class:`ScaleConv2D`. The learned kernel has
         shape ``(num_basis, scale_size * C_in, filters)`` (``num_basis = k * k * |G_in|`` for
@@ -68,43 +74,49 @@ class RotationScaleConv2D(BaseScaleConv):
     (2, 33, 33, 8)
     """
 
+    square = True
+
     def __init__(self, filters, kernel_size, group="C4", scales=(1, 2), **kwargs):
         super().__init__(filters, kernel_size, scales=scales, **kwargs)
         self.group = check_choice(group, ROTATION_GROUPS, "group")
-        if self.kernel_size[0] != self.kernel_size[1]:
-            raise ValueError(
-                f"`kernel_size` must be square to be rotated; received {self.kernel_size}."
-            )
         self._rotations = RotationGroup(self.group)
+        self._product_group = RotationScaleGroup(self.group, self.scales)
+
+    @property
+    def group_action(self) -> RotationScaleGroup:
+        """The product of the rotation group and the scale grid (for ``check_equivariance``)."""
+        return self._product_group
 
     @property
     def group_order(self) -> int:
         """``|G|``: the size of the rotation part of the group axis."""
         return self._rotations.order
 
-    def _as_scale_shape(self, input_shape):
-        """``(B, H, W, S * |G|, C)`` → the ``(B, H, W, S, |G| * C)`` view ScaleConv2D sees."""
-        input_shape = tuple(input_shape)
-        if len(input_shape) != 5:
-            return input_shape
-        expected = self.num_scales * self.group_order
-        if input_shape[3] != expected:
-            raise ValueError(
-                f"The group axis (axis 3) of a rank-5 input must have num_scales * |G| = "
-                f"{self.num_scales} * {self.group_order} = {expected} entries (scale-major) for "
-                f"scales={self.scales}, group={self.group!r}; received shape {input_shape}."
-            )
-        channels = None if input_shape[4] is None else self.group_order * input_shape[4]
-        return (*input_shape[:3], self.num_scales, channels)
+    @property
+    def group_axis_size(self) -> int:
+        return self.num_scales * self._rotations.order
 
     def _check_input_shape(self, input_shape):
-        return super()._check_input_shape(self._as_scale_shape(input_shape))
+        """Checks ``(B, H, W, S * |G|, C)`` as the ``(B, H, W, S, |G| * C)`` scale view."""
+        input_shape = tuple(input_shape)
+        if len(input_shape) == 5:
+            expected = self.num_scales * self.group_order
+            if input_shape[3] != expected:
+                raise ValueError(
+                    f"The group axis (axis 3) of a rank-5 input must have num_scales * |G| = "
+                    f"{self.num_scales} * {self.group_order} = {expected} entries (scale-major) "
+                    f"for scales={self.scales}, group={self.group!r}; received shape "
+                    f"{input_shape}."
+                )
+            channels = None if input_shape[4] is None else self.group_order * input_shape[4]
+            input_shape = (*input_shape[:3], self.num_scales, channels)
+        self._check_scale_input_shape(input_shape)
 
-    def _build_kernel(self, in_channels):
+    def _build_scale_kernel(self, in_channels):
         self.input_order = 1 if self._lifting else self.group_order
         self.input_fields = in_channels // self.input_order
         self._kernel_indices, self._kernel_basis, num_basis = rotation_kernel_parameters(
-            self._rotations, self.kernel_size[0], self.input_order
+            self._rotations, self.kernel_pair[0], self.input_order
         )
         self.kernel = self.add_weight(
             name="kernel",
@@ -121,7 +133,7 @@ class RotationScaleConv2D(BaseScaleConv):
         windows; output channels (rotation, field) like the group-axis layout.
         """
         expanded = expand_rotation_kernel(self.kernel, self._kernel_indices, self._kernel_basis)
-        size, order_in, order = self.kernel_size[0], self.input_order, self.group_order
+        size, order_in, order = self.kernel_pair[0], self.input_order, self.group_order
         # (k, k, |G_in|, |G|, taps * C_in, F) -> (k, k, taps, |G_in|, C_in, |G|, F)
         expanded = ops.reshape(
             expanded,
@@ -133,36 +145,8 @@ class RotationScaleConv2D(BaseScaleConv):
             (size, size, self.scale_size * order_in * self.input_fields, order * self.filters),
         )
 
-    def compute_output_shape(self, input_shape):
-        input_shape = self._check_input_shape(input_shape)
-        return (
-            input_shape[0],
-            *self._output_size(input_shape),
-            self.num_scales * self.group_order,
-            self.filters,
-        )
-
-    def call(self, inputs):
-        if len(inputs.shape) == 5:
-            shape = ops.shape(inputs)
-            inputs = ops.reshape(
-                inputs,
-                (-1, shape[1], shape[2], self.num_scales, self.group_order * inputs.shape[-1]),
-            )
-        outputs = self._convolve_scales(inputs)  # (B, H', W', S, |G| * F)
-        shape = ops.shape(outputs)
-        outputs = ops.reshape(
-            outputs,
-            (-1, shape[1], shape[2], self.num_scales * self.group_order, self.filters),
-        )
-        if self.use_bias:
-            outputs = outputs + self.bias
-        return outputs
-
     def get_config(self):
-        config = super().get_config()
-        config["group"] = self.group
-        return config
+        return {**super().get_config(), "group": self.group}
 
 
 def split_rotation_scale_axis(features, num_scales):

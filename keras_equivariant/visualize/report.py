@@ -45,11 +45,16 @@ def weights_fingerprint(model):
 
 
 def lifting_rotation_layer(model):
-    """The first ``RotationConv2D`` of ``model`` applied to a rank-4 (image-like) input, or None."""
-    from keras_equivariant.layers import RotationConv2D
+    """The first group layer of ``model`` that lifts images to a rotation group, or None.
+
+    Any layer describing itself as such qualifies (its ``group_action`` a
+    :class:`keras_equivariant.groups.RotationGroup`, ``is_lifting`` true), e.g. a
+    ``RotationConv2D`` on a rank-4 input.
+    """
+    from keras_equivariant.groups import RotationGroup
 
     for layer in model.layers:
-        if isinstance(layer, RotationConv2D) and len(layer.input.shape) == 4:
+        if isinstance(getattr(layer, "group_action", None), RotationGroup) and layer.is_lifting:
             return layer
     return None
 

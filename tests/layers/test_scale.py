@@ -69,7 +69,7 @@ def test_group_conv_matches_direct_implementation(
         3, 3, scales=scales, scale_size=scale_size, scale_padding=scale_padding,
         padding=padding, strides=strides, bias_initializer="random_normal",
     )
-    inputs = np.random.default_rng(0).random((2, 17, 18, len(scales), 2)).astype("float32")
+    inputs = np.random.default_rng(0).random((2, 17, 19, len(scales), 2)).astype("float32")
     outputs = layer(inputs).numpy()
     assert outputs.shape == layer.compute_output_shape(inputs.shape)
     np.testing.assert_allclose(outputs, reference_scale_conv(layer, inputs), atol=1e-5)
@@ -82,7 +82,7 @@ def test_group_conv_matches_direct_implementation(
 def test_lifting_matches_direct_implementation(scales, padding, strides):
     layer = ScaleConv2D(4, 3, scales=scales, padding=padding, strides=strides,
                         bias_initializer="random_normal")
-    inputs = np.random.default_rng(1).random((2, 19, 20, 3)).astype("float32")
+    inputs = np.random.default_rng(1).random((2, 19, 21, 3)).astype("float32")
     outputs = layer(inputs).numpy()
     assert outputs.shape == layer.compute_output_shape(inputs.shape)
     np.testing.assert_allclose(outputs, reference_scale_conv(layer, inputs), atol=1e-5)
