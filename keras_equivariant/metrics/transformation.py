@@ -237,15 +237,18 @@ def _fingerprint(*arrays) -> str:
 
 
 class _BatchStore:
-    """Per-batch counts in one JSON file, under a key of settings and model weights.
+    """Per-batch counts in one JSON file, under a key of settings and the model's weights.
 
     A stored batch is reused only when its images and labels have the same fingerprint; a file
     with another key or a changed batch raises a ``ValueError``. ``path=None`` stores nothing.
     """
 
-    def __init__(self, path, key: dict):
+    def __init__(self, path, key: dict, model):
         self.path, self.key, self.batches = path, key, {}
-        payload = None if path is None else read_json(path)
+        if path is None:
+            return
+        key["weights"] = _model_fingerprint(model)
+        payload = read_json(path)
         if payload is None:
             return
         previous = payload.get("key", {})
@@ -377,7 +380,7 @@ def transformation_accuracy(model, data, rotations=DEFAULT_CURVE_ROTATIONS, scal
     paths = _paths(output_dir, model_name, "transformation")
     store = _BatchStore(paths and paths[".batches.json"], {
         "metric": "transformation_accuracy", "model_name": model_name, **options,
-        "transformation": kinds, "value": values, "weights": _model_fingerprint(model)})
+        "transformation": kinds, "value": values}, model)
 
     def evaluate(index, images, labels, clean_correct):
         predictions = transformed_predictions(model, images, parameters, settings)
@@ -455,13 +458,13 @@ def spatial_robust_accuracy(model, data, rotations=DEFAULT_ROTATIONS,
     options = settings.to_dict()
     if spec is not None:
         options["pgd"] = spec.to_dict()
-    paths = _paths(output_dir, model_name, "spatial")
-    store = _BatchStore(paths and paths[".batches.json"], {
-        "metric": "spatial_robust_accuracy", "model_name": model_name, **options, "eps": eps,
-        "seed": int(seed), "weights": _model_fingerprint(model)})
     image_shape = dataset.element_spec[0].shape
     if image_shape.rank == 4 and None not in image_shape[1:3]:
         settings.check_image_size(*image_shape[1:3])
+    paths = _paths(output_dir, model_name, "spatial")
+    store = _BatchStore(paths and paths[".batches.json"], {
+        "metric": "spatial_robust_accuracy", "model_name": model_name, **options, "eps": eps,
+        "seed": int(seed)}, model)
 
     def evaluate(index, images, labels, clean_correct):
         settings.check_image_size(*images.shape[1:3])
