@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -30,6 +29,7 @@ from _timing import time_interleaved  # noqa: E402  (sibling module: run as a sc
 from keras_equivariant import BaselineCNN, ParallelRotScaleGCNN  # noqa: E402
 from keras_equivariant.attacks.gradient import model_logits  # noqa: E402
 from keras_equivariant.attacks.spatial import spatial_settings, worst_transformations  # noqa: E402
+from keras_equivariant.cli.reproduce import hardware_description  # noqa: E402
 
 MODELS = [
     ("BaselineCNN(10)", lambda: BaselineCNN(10, depth=10)),
@@ -39,17 +39,10 @@ MODELS = [
 
 def machine() -> str:
     """CPU model, core count, oneDNN setting and accelerators, for the result header."""
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as file:
-            cpu = next(line.split(":", 1)[1].strip() for line in file
-                       if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    hardware = hardware_description()
     onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on for x86 Linux)")
-    gpus = [device.name for device in tf.config.list_logical_devices("GPU")]
-    return (f"{cpu}; {os.cpu_count()} CPU threads; TF_ENABLE_ONEDNN_OPTS={onednn}; "
-            f"GPUs: {gpus or 'none'}; TensorFlow {tf.__version__}")
+    return (f"{hardware['cpu']}; {hardware['cpu_cores']} cores; TF_ENABLE_ONEDNN_OPTS={onednn}; "
+            f"GPUs: {hardware['gpus'] or 'none'}; TensorFlow {hardware['tensorflow']}")
 
 
 def attack_step(model, images, labels, settings):

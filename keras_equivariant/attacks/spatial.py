@@ -132,7 +132,7 @@ def _check_shifts(shifts, height, width, name):
 def spatial_settings(rotations=DEFAULT_ROTATIONS, translations=DEFAULT_TRANSLATIONS, scales=None,
                      mode="grid", num_samples=None, interpolation="bilinear",
                      fill_mode="constant", fill_value=0.0, batch_size=DEFAULT_BATCH_SIZE):
-    """Validates the options of :func:`spatial` (before any work); returns a :class:`SpatialSettings`."""
+    """Validates the options of :func:`spatial` before any work; returns :class:`SpatialSettings`."""
     check_choice(mode, MODES, "mode")
     check_choice(interpolation, INTERPOLATIONS, "interpolation")
     check_choice(fill_mode, FILL_MODES, "fill_mode")
@@ -185,7 +185,7 @@ def _grid(settings):
 
 
 def _random_draws(settings, num_images, seed):
-    """``num_samples`` transformations per image, each value uniform in the range of the given ones."""
+    """``num_samples`` transformations per image, each value uniform in the given values' range."""
     rng = np.random.default_rng(seed)
     shape = (settings.num_samples, num_images)
 
@@ -232,7 +232,7 @@ def _rot90(images):
 
 
 def _turn_stack(images, turn_step):
-    """The batch rotated by 0, 1, 2, 3 quarter turns (0 and 2 for non-square images), concatenated."""
+    """The batch turned by 0, 1, 2, 3 quarter turns (0, 2 for non-square images), concatenated."""
     turned = [images]
     for _ in range(4 // turn_step - 1):
         rotated = turned[-1]
@@ -451,7 +451,8 @@ def spatial(model, images, labels=None, rotations=DEFAULT_ROTATIONS,
     tensor, goal, _ = _prepare(model, images, labels, False, None)
     seed = np.random.randint(0, 2**31 - 1) if seed is None else int(seed)
     result = worst_transformations(model, tensor, goal, settings, seed)
-    worst_images = tf.cast(result.images, dtype if np.issubdtype(dtype, np.floating) else tf.float32)
+    floating = np.issubdtype(dtype, np.floating)
+    worst_images = tf.cast(result.images, dtype if floating else tf.float32)
     return dataclasses.replace(result, images=worst_images if is_tensor else worst_images.numpy())
 
 

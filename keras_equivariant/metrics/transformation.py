@@ -18,10 +18,8 @@ changed, raise a ``ValueError`` instead of being silently reused.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
-import io
 import math
 import re
 from pathlib import Path
@@ -42,6 +40,7 @@ from keras_equivariant.attacks.spatial import (
 )
 from keras_equivariant.metrics.plots import plot_transformation_accuracy
 from keras_equivariant.metrics.robust_accuracy import (
+    ReportFiles,
     _known_batches,
     as_dataset,
     batch_seed,
@@ -50,7 +49,6 @@ from keras_equivariant.metrics.robust_accuracy import (
 from keras_equivariant.utils.io import (
     atomic_save_figure,
     atomic_write_json,
-    atomic_write_text,
     read_json,
 )
 from keras_equivariant.utils.validation import check_eps, check_positive_int, check_real_values
@@ -62,41 +60,8 @@ SPATIAL_COLUMNS = ("model_name", "threat_model", "eps", "accuracy", "num_robust"
                    "num_examples", "num_transformations")
 
 
-class _Serializable:
-    """JSON/CSV round trip shared by the report dataclasses (``rows()`` and ``COLUMNS``)."""
-
-    COLUMNS: tuple = ()
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, payload: dict):
-        fields = {field.name for field in dataclasses.fields(cls)}
-        return cls(**{key: value for key, value in payload.items() if key in fields})
-
-    def to_json(self, path) -> Path:
-        """Writes the report as JSON, atomically."""
-        return atomic_write_json(path, self.to_dict())
-
-    @classmethod
-    def from_json(cls, path):
-        payload = read_json(path)
-        if payload is None:
-            raise ValueError(f"No report at {str(path)!r}.")
-        return cls.from_dict(payload)
-
-    def to_csv(self, path) -> Path:
-        """Writes one row per evaluated value, atomically."""
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=self.COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(self.rows())
-        return atomic_write_text(path, buffer.getvalue())
-
-
 @dataclasses.dataclass
-class TransformationAccuracyReport(_Serializable):
+class TransformationAccuracyReport(ReportFiles):
     """Accuracy and consistency of one model at each rotation angle and zoom factor.
 
     Attributes:
@@ -171,7 +136,7 @@ class TransformationAccuracyReport(_Serializable):
 
 
 @dataclasses.dataclass
-class SpatialRobustAccuracyReport(_Serializable):
+class SpatialRobustAccuracyReport(ReportFiles):
     """Accuracy under the worst transformation of a grid, and under the combined threat model.
 
     Attributes:
