@@ -1,4 +1,4 @@
-"""Gradient-masking sanity checks for a robustness evaluation (robustness-notes §3 and §7.2).
+"""Gradient-masking sanity checks for a robustness evaluation.
 
 A model that *looks* robust because its gradients are useless (zero, shattered, saturated) fails
 at least one of these, following Athalye et al. 2018 and Carlini et al. 2019:
@@ -12,8 +12,20 @@ at least one of these, following Athalye et al. 2018 and Carlini et al. 2019:
   ``sqrt(d)``) must drive accuracy to at most :data:`LARGE_EPS_MAX_ACCURACY`.
 * ``random_noise_not_stronger_than_pgd``: uniform noise in the same ball must not break
   examples that PGD leaves robust (fraction of examples <= tolerance).
-* ``gradients_finite_and_nonzero``: the logit-margin gradient at the clean examples must be
-  finite, and exactly zero for at most a ``tolerance`` fraction of them.
+* ``outputs_are_logits``: the model must not output saturated probabilities. When its outputs
+  are non-negative rows summing to 1 (a final softmax) and the top probability of more than a
+  ``tolerance`` fraction of the examples is within :data:`SATURATED_PROBABILITY_GAP` of 1, the
+  softmax's gradient is float32 round-off: whether an attack gets a zero gradient or a noisy one
+  then depends on which CPU kernels computed the softmax, so no attack result on such a model
+  means anything. Decided on the outputs alone, so the verdict is the same on every CPU.
+* ``gradients_finite_and_nonzero``: the gradient of the loss the attacks use (softmax
+  cross-entropy of the outputs) must be finite, and must not vanish for more than a
+  ``tolerance`` fraction of the clean examples. It vanishes when even its first-order effect
+  over the whole eps-ball, ``eps * ||gradient||_dual`` (L1 norm for L-inf, L2 for L2), is at most
+  one float32 resolution step of the loss (``2**-23 * |loss|``): an attack following it cannot
+  change the loss at all. Exactly-zero gradients (rounding, argmax) always vanish. The margin
+  gradient is reported beside it to tell a saturated softmax (cross-entropy vanishes, margin does
+  not: attack with ``loss="margin"``) from a non-differentiable model (both vanish).
 * ``deterministic_model``: two forward passes on the same batch must agree (a randomized model
   needs Expectation-over-Transformation attacks, which this library does not run).
 """
@@ -27,8 +39,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_equivariant.attacks.gradient import DEFAULT_EPS, model_logits, normalize_norm
-from keras_equivariant.attacks.losses import margin_loss
+from keras_equivariant.attacks.gradient import (
+    DEFAULT_EPS,
+    looks_like_probabilities,
+    model_logits,
+    normalize_norm,
+)
+from keras_equivariant.attacks.losses import cross_entropy_loss, margin_loss
 from keras_equivariant.attacks.protocols import AttackSpec
 from keras_equivariant.metrics.robust_accuracy import (
     as_dataset,
@@ -40,6 +57,10 @@ from keras_equivariant.utils.io import atomic_write_json
 from keras_equivariant.utils.validation import check_eps, check_positive_int
 
 LARGE_EPS_MAX_ACCURACY = 0.02
+# Top probabilities closer to 1 than this (about 16 float32 steps below 1) leave the softmax's
+# gradient, p * (1 - p), with a handful of significant bits: it is round-off, not a derivative.
+SATURATED_PROBABILITY_GAP = 2.0**-20
+FLOAT32_RESOLUTION = float(np.finfo(np.float32).eps)  # 2**-23: relative spacing of float32
 
 
 @dataclasses.dataclass
@@ -100,14 +121,37 @@ class SanityReport:
         return "\n".join(lines)
 
 
-def _margin_gradients(model, images, labels):
-    """Per-example gradient of the logit margin; returns (any_non_finite, all_zero) flags."""
+def _per_example_gradient(model, images, labels, loss):
+    """``(loss values, gradients)`` of a per-example ``loss`` of the outputs w.r.t. the images."""
     with tf.GradientTape() as tape:
         tape.watch(images)
-        objective = margin_loss(model_logits(model, images), labels)
-    gradient = tape.gradient(objective, images, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-    flat = tf.reshape(gradient, [tf.shape(gradient)[0], -1]).numpy()
-    return ~np.all(np.isfinite(flat), axis=1), np.all(flat == 0, axis=1)
+        values = loss(model_logits(model, images), labels)
+    gradient = tape.gradient(values, images, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    return values.numpy(), tf.reshape(gradient, [tf.shape(gradient)[0], -1]).numpy()
+
+
+def _gradient_flags(model, images, labels, eps, norm):
+    """Per example: non-finite cross-entropy gradient, vanishing cross-entropy gradient and
+    vanishing margin gradient (see ``gradients_finite_and_nonzero`` in the module docstring)."""
+    dual = 1 if norm == "inf" else 2
+
+    def vanishing(values, gradient):
+        finite = np.where(np.isfinite(gradient), gradient, 0.0)  # non-finite rows: own flag
+        change = eps * np.linalg.norm(finite, ord=dual, axis=1)
+        return change <= FLOAT32_RESOLUTION * np.abs(values)
+
+    loss, gradient = _per_example_gradient(model, images, labels, cross_entropy_loss)
+    non_finite = ~np.all(np.isfinite(gradient), axis=1)
+    margin, margin_gradient = _per_example_gradient(model, images, labels, margin_loss)
+    return non_finite, vanishing(loss, gradient) & ~non_finite, vanishing(margin, margin_gradient)
+
+
+def _saturated_probabilities(model, images):
+    """Per example: True when the outputs are probabilities and the top one rounds to ~1."""
+    outputs = model_logits(model, images).numpy()
+    if not looks_like_probabilities(outputs):
+        return np.zeros(len(outputs), bool), False
+    return 1.0 - outputs.max(axis=-1) <= SATURATED_PROBABILITY_GAP, True
 
 
 def _differs_between_passes(model, images):
@@ -166,7 +210,9 @@ def sanity_checks(model, dataset, eps=DEFAULT_EPS, norm="inf", steps=10, num_noi
     runs["pgd_eps_zero"] = (AttackSpec("pgd", norm, steps=steps), 0.0)
     runs["random_noise"] = (AttackSpec("random_noise", norm, restarts=num_noise_samples), eps)
     flags = {name: [] for name in runs}
-    flags.update(clean=[], non_finite=[], zero_gradient=[], nondeterministic=[])
+    flags.update(clean=[], non_finite=[], zero_gradient=[], zero_margin_gradient=[],
+                 saturated=[], nondeterministic=[])
+    probability_outputs = False
     large_eps = None
     progress = keras.utils.Progbar(max_batches, verbose=verbose, unit_name="batch")
     for index, images, labels, clean_correct in iterate_batches(model, dataset, max_batches):
@@ -178,10 +224,14 @@ def sanity_checks(model, dataset, eps=DEFAULT_EPS, norm="inf", steps=10, num_noi
         for name, (spec, budget) in runs.items():
             flags[name].append(robust_flags(model, spec, images, labels, clean_correct, budget,
                                             batch_seed(seed, index)))
-        non_finite, zero = _margin_gradients(model, images, labels)
+        non_finite, zero, zero_margin = _gradient_flags(model, images, labels, eps, norm)
+        saturated, probabilities = _saturated_probabilities(model, images)
+        probability_outputs |= probabilities
         flags["nondeterministic"].append(_differs_between_passes(model, images))
         flags["non_finite"].append(non_finite)
         flags["zero_gradient"].append(zero)
+        flags["zero_margin_gradient"].append(zero_margin)
+        flags["saturated"].append(saturated)
         progress.update(index + 1)
     if large_eps is None:
         raise ValueError("`dataset` yielded no examples.")
@@ -232,12 +282,28 @@ def sanity_checks(model, dataset, eps=DEFAULT_EPS, norm="inf", steps=10, num_noi
         f"{percent(noise_only)}",
         random_noise_accuracy=accuracy["random_noise"], pgd_accuracy=accuracy["pgd"],
         broken_by_noise_only=noise_only)
+    add("outputs_are_logits",
+        accuracy["saturated"] <= tolerance,
+        ("outputs are logits" if not probability_outputs else
+         f"outputs are probabilities (a final softmax); saturated (top probability within "
+         f"{SATURATED_PROBABILITY_GAP:.1e} of 1): {percent(accuracy['saturated'])}"
+         + (" - remove the softmax and attack the logits" if accuracy["saturated"] > tolerance
+            else "")),
+        probability_outputs=probability_outputs, saturated_fraction=accuracy["saturated"])
+    masking_hint = ""
+    if accuracy["zero_gradient"] > tolerance:
+        masking_hint = (" - the cross-entropy saturates but the margin does not: attack with "
+                        "loss='margin'" if accuracy["zero_margin_gradient"] <= tolerance
+                        else " - the model is not differentiable where it matters")
     add("gradients_finite_and_nonzero",
         accuracy["non_finite"] == 0 and accuracy["zero_gradient"] <= tolerance,
-        f"non-finite gradients: {percent(accuracy['non_finite'])}, exactly-zero gradients: "
-        f"{percent(accuracy['zero_gradient'])}",
+        f"cross-entropy gradient non-finite: {percent(accuracy['non_finite'])}, vanishing "
+        f"(eps-ball change <= float32 resolution of the loss): "
+        f"{percent(accuracy['zero_gradient'])}; margin gradient vanishing: "
+        f"{percent(accuracy['zero_margin_gradient'])}{masking_hint}",
         non_finite_fraction=accuracy["non_finite"],
-        zero_gradient_fraction=accuracy["zero_gradient"])
+        zero_gradient_fraction=accuracy["zero_gradient"],
+        zero_margin_gradient_fraction=accuracy["zero_margin_gradient"])
     add("deterministic_model", accuracy["nondeterministic"] == 0,
         f"examples whose logits differ between two forward passes: "
         f"{percent(accuracy['nondeterministic'])}",

@@ -52,6 +52,7 @@ def image():
 # ----------------------------------------------------------------------------- exactness
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("norm, dual_order", [("1", np.inf), ("2", 2), ("inf", 1)])
 def test_linear_model_gives_exact_boundary_distance(norm, dual_order):
     model, image, weights, bias = _linear_model(np.random.default_rng(3))
