@@ -29,20 +29,12 @@ from _timing import time_interleaved  # noqa: E402  (sibling module: run as a sc
 from keras_equivariant import BaselineCNN, ParallelRotScaleGCNN  # noqa: E402
 from keras_equivariant.attacks.gradient import model_logits  # noqa: E402
 from keras_equivariant.attacks.spatial import spatial_settings, worst_transformations  # noqa: E402
-from keras_equivariant.cli.reproduce import hardware_description  # noqa: E402
+from keras_equivariant.utils.platform import describe  # noqa: E402
 
 MODELS = [
     ("BaselineCNN(10)", lambda: BaselineCNN(10, depth=10)),
     ("ParallelRotScaleGCNN(10)", lambda: ParallelRotScaleGCNN(10, depth=10)),
 ]
-
-
-def machine() -> str:
-    """CPU model, core count, oneDNN setting and accelerators, for the result header."""
-    hardware = hardware_description()
-    onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on for x86 Linux)")
-    return (f"{hardware['cpu']}; {hardware['cpu_cores']} cores; TF_ENABLE_ONEDNN_OPTS={onednn}; "
-            f"GPUs: {hardware['gpus'] or 'none'}; TensorFlow {hardware['tensorflow']}")
 
 
 def attack_step(model, images, labels, settings):
@@ -55,7 +47,7 @@ def attack_step(model, images, labels, settings):
 
 
 def forward_step(model, batch, num_forwards):
-    """``num_forwards`` plain forward passes: full batches, then one shorter batch, as the attack."""
+    """``num_forwards`` forward passes: full batches, then one shorter batch, like the attack."""
     num_full, remainder = divmod(num_forwards, int(batch.shape[0]))
 
     @tf.function
@@ -98,7 +90,8 @@ def main(argv=None):
         steps[f"{name} forward"] = forward_step(model, batch, num_forwards)
     times = time_interleaved(steps, args.rounds, 1)
 
-    print(f"\n{machine()}")
+    gpus = [device.name for device in tf.config.list_logical_devices("GPU")]
+    print(f"\n{describe()}; GPUs: {gpus or 'none'}; TensorFlow {tf.__version__}")
     print(f"{args.num_images} images x {grid_size} transformations, {forward_batch} images per "
           f"forward pass, median of {args.rounds} interleaved rounds")
     print(f"{'model':<26} {'attack images/s':>16} {'transforms/s':>13} {'forward-only /s':>16} "
