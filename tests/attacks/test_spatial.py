@@ -8,6 +8,7 @@ import tensorflow as tf
 from keras_equivariant.attacks import spatial, spatial_grid, spatial_transform
 from keras_equivariant.attacks.spatial import _build_worst, _compiled, spatial_settings
 from keras_equivariant.equivariance import smooth_random_images
+from keras_equivariant.groups import get_group
 
 
 def _images(size, channels=2, seed=0, height=None):
@@ -57,6 +58,17 @@ def test_rotation_direction_and_centre_follow_the_rotation_groups():
         reference = scipy.ndimage.rotate(images, angle, axes=(1, 2), reshape=False, order=1)
         rotated = spatial_transform(images, rotation=angle)
         np.testing.assert_allclose(rotated[:, 4:17, 4:17], reference[:, 4:17, 4:17], atol=1e-5)
+
+
+def test_angles_agree_with_the_groups_of_check_equivariance():
+    images = smooth_random_images(2, 21, channels=1, wavelength=6)
+    for angle in (90, 180, 270):
+        np.testing.assert_array_equal(spatial_transform(images, rotation=angle),
+                                      get_group("C4").transform_images(images, f"rot{angle}"))
+    # C8's 45 degrees are cubic-spline rotations: close to the bilinear ones on smooth images
+    cubic = get_group("C8").transform_images(images, "rot45")
+    np.testing.assert_allclose(spatial_transform(images, rotation=45)[:, 5:16, 5:16],
+                               cubic[:, 5:16, 5:16], atol=0.02)
 
 
 def test_zoom_is_about_the_centre():
