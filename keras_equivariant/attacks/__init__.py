@@ -2,6 +2,12 @@
 
 from keras_equivariant.attacks.gradient import fgsm, pgd, random_noise, sample_uniform_ball  # noqa: F401
 from keras_equivariant.attacks.losses import cross_entropy_loss, margin_loss  # noqa: F401
+from keras_equivariant.attacks.spatial import (  # noqa: F401
+    SpatialAttackResult,
+    spatial,
+    spatial_grid,
+    spatial_transform,
+)
 from keras_equivariant.attacks.protocols import (  # noqa: F401
     PROTOCOLS,
     AttackSpec,

@@ -126,19 +126,29 @@ def _image_spec(sample_shape):
     return tf.TensorSpec((None,) + tuple(sample_shape), tf.float32)
 
 
-def compiled_logits(model, sample_shape):
-    """A cached ``tf.function`` computing float32 logits for batches of ``sample_shape`` images."""
-    key = ("logits", tuple(sample_shape))
+def cached_compiled(model, key, build):
+    """The compiled function cached for ``model`` under ``key``, built once by ``build(model_ref)``.
+
+    ``model_ref`` is a weak reference to ``model``: the function must reach the model only through
+    it, so that the cache never keeps a model alive.
+    """
     per_model = _COMPILED.setdefault(model, {})
     if key not in per_model:
-        model_ref = weakref.ref(model)
+        per_model[key] = build(weakref.ref(model))
+    return per_model[key]
 
+
+def compiled_logits(model, sample_shape):
+    """A cached ``tf.function`` computing float32 logits for batches of ``sample_shape`` images."""
+
+    def build(model_ref):
         @tf.function(input_signature=[_image_spec(sample_shape)])
         def logits(images):
             return model_logits(model_ref(), images)
 
-        per_model[key] = logits
-    return per_model[key]
+        return logits
+
+    return cached_compiled(model, ("logits", tuple(sample_shape)), build)
 
 
 def compiled_attack(model, config: AttackConfig, sample_shape):
@@ -149,11 +159,9 @@ def compiled_attack(model, config: AttackConfig, sample_shape):
     ``success`` is "misclassified" (untargeted) or "predicted as the target" (targeted) at the
     returned images, and ``objective`` the per-example loss being ascended there.
     """
-    key = (config, tuple(sample_shape))
-    per_model = _COMPILED.setdefault(model, {})
-    if key not in per_model:
-        per_model[key] = _build_attack(weakref.ref(model), config, tuple(sample_shape))
-    return per_model[key]
+    sample_shape = tuple(sample_shape)
+    return cached_compiled(model, (config, sample_shape),
+                           lambda model_ref: _build_attack(model_ref, config, sample_shape))
 
 
 def _build_attack(model_ref, config: AttackConfig, sample_shape):

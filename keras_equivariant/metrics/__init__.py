@@ -8,6 +8,15 @@ from keras_equivariant.metrics.clever import (  # noqa: F401
     clever_u,
 )
 from keras_equivariant.metrics.weibull import ReverseWeibullFit, fit_reverse_weibull  # noqa: F401
-from keras_equivariant.metrics.plots import plot_robust_accuracy  # noqa: F401
+from keras_equivariant.metrics.plots import (  # noqa: F401
+    plot_robust_accuracy,
+    plot_transformation_accuracy,
+)
 from keras_equivariant.metrics.robust_accuracy import RobustAccuracyReport, robust_accuracy  # noqa: F401
 from keras_equivariant.metrics.sanity import SanityCheck, SanityReport, sanity_checks  # noqa: F401
+from keras_equivariant.metrics.transformation import (  # noqa: F401
+    SpatialRobustAccuracyReport,
+    TransformationAccuracyReport,
+    spatial_robust_accuracy,
+    transformation_accuracy,
+)

@@ -6,7 +6,18 @@ from collections import OrderedDict
 
 import numpy as np
 
+from keras_equivariant.utils.io import atomic_save_figure
 from keras_equivariant.utils.validation import check_choice
+
+
+def _new_axes(polar=False):
+    """Axes on a plain ``Figure`` with an Agg canvas (no pyplot state: headless and thread-safe)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(5.6, 5.6) if polar else (6.4, 4.4))
+    FigureCanvasAgg(figure)
+    return figure.add_subplot(projection="polar" if polar else None)
 
 
 def plot_robust_accuracy(reports, x="eps", ax=None, path=None, title=None):
@@ -56,13 +67,7 @@ def plot_robust_accuracy(reports, x="eps", ax=None, path=None, title=None):
         label = report.model_name + (f" ({', '.join(details)})" if details else "")
         groups.setdefault(label, []).append(report)
 
-    if ax is None:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-
-        figure = Figure(figsize=(6.4, 4.4))
-        FigureCanvasAgg(figure)
-        ax = figure.add_subplot()
+    ax = ax or _new_axes()
     figure = ax.figure
     for label, members in groups.items():
         settings = {(member.protocol, tuple(sorted(member.attack.items()))) for member in members}
@@ -99,4 +104,61 @@ def plot_robust_accuracy(reports, x="eps", ax=None, path=None, title=None):
         ax.set_title(title)
     if path is not None:
         figure.savefig(path, dpi=150, bbox_inches="tight")
+    return figure
+
+
+def plot_transformation_accuracy(reports, transformation="rotation", metric="accuracy",
+                                 polar=False, ax=None, path=None, title=None):
+    """Plots accuracy (or consistency, %) against the angle or zoom factor, one line per model.
+
+    Args:
+        reports: a :class:`~keras_equivariant.metrics.TransformationAccuracyReport` or a list.
+        transformation: ``"rotation"`` (x axis: degrees) or ``"scale"`` (zoom factor).
+        metric: ``"accuracy"`` or ``"consistency"`` (agreement with the untransformed
+            prediction).
+        polar: draw rotations on a polar axis (angle around the circle, the metric as radius);
+            a curve covering the whole circle is closed.
+        ax: an existing matplotlib ``Axes`` (polar for ``polar=True``); ``None`` creates one.
+        path: if given, the figure is saved there (format from the extension), atomically.
+        title: optional axes title.
+
+    Returns:
+        The matplotlib ``Figure``.
+
+    Example:
+
+    >>> figure = plot_transformation_accuracy([baseline, cascaded], polar=True, path="rot.png")
+    """
+    check_choice(transformation, ("rotation", "scale"), "transformation")
+    check_choice(metric, ("accuracy", "consistency"), "metric")
+    if polar and transformation != "rotation":
+        raise ValueError("`polar=True` plots rotations only; received transformation='scale'.")
+    reports = list(reports) if isinstance(reports, (list, tuple)) else [reports]
+    if not reports:
+        raise ValueError("`reports` must hold at least one report; received an empty list.")
+    ax = ax or _new_axes(polar)
+    figure = ax.figure
+    for report in reports:
+        values, fractions = report.curve(transformation, metric)
+        values, fractions = np.asarray(values, float), 100 * np.asarray(fractions, float)
+        if polar:
+            order = np.argsort(np.mod(values, 360))
+            values, fractions = np.deg2rad(np.mod(values, 360)[order]), fractions[order]
+            if len(values) > 1 and values[-1] - values[0] > np.pi:  # whole circle: close it
+                values, fractions = np.append(values, values[0]), np.append(fractions, fractions[0])
+        ax.plot(values, fractions, marker="o", markersize=2, label=report.model_name)
+    if polar:
+        ax.set_rlim(0, 100)
+        ax.set_theta_zero_location("E")
+        ax.set_title(title or f"{metric} (%, radius) against the rotation angle")
+    else:
+        ax.set_xlabel("rotation (degrees)" if transformation == "rotation" else "zoom factor")
+        ax.set_ylabel(f"{metric} (%)")
+        ax.set_ylim(0, 100)
+        ax.grid(True, alpha=0.3)
+        if title:
+            ax.set_title(title)
+    ax.legend(fontsize="small")
+    if path is not None:
+        atomic_save_figure(figure, path)
     return figure

@@ -34,8 +34,41 @@ CSV_COLUMNS = ("model_name", "protocol", "attack", "norm", "eps", "eps_pixel", "
                "accuracy", "num_robust", "num_examples", "clean_accuracy")
 
 
+class ReportFiles:
+    """JSON and CSV files of a report dataclass: needs ``rows()`` and the CSV ``COLUMNS``."""
+
+    COLUMNS: tuple = ()
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, payload: dict):
+        fields = {field.name for field in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in payload.items() if key in fields})
+
+    def to_json(self, path) -> Path:
+        """Writes the report as JSON, atomically."""
+        return atomic_write_json(path, self.to_dict())
+
+    @classmethod
+    def from_json(cls, path):
+        payload = read_json(path)
+        if payload is None:
+            raise ValueError(f"No report at {str(path)!r}.")
+        return cls.from_dict(payload)
+
+    def to_csv(self, path) -> Path:
+        """Writes one row per evaluated value, atomically."""
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=self.COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.rows())
+        return atomic_write_text(path, buffer.getvalue())
+
+
 @dataclasses.dataclass
-class RobustAccuracyReport:
+class RobustAccuracyReport(ReportFiles):
     """Per-budget robust accuracy of one model under one attack and protocol.
 
     Attributes:
@@ -53,6 +86,8 @@ class RobustAccuracyReport:
         seed: base seed of the random starts.
         max_batches: evaluated batches limit (``None``: the whole dataset).
     """
+
+    COLUMNS = CSV_COLUMNS
 
     model_name: str
     protocol: str
@@ -86,33 +121,6 @@ class RobustAccuracyReport:
             if math.isclose(value, eps, rel_tol=1e-9, abs_tol=1e-12):
                 return accuracy
         raise ValueError(f"eps={eps} was not evaluated; evaluated budgets: {self.eps}.")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, payload: dict) -> "RobustAccuracyReport":
-        fields = {field.name for field in dataclasses.fields(cls)}
-        return cls(**{key: value for key, value in payload.items() if key in fields})
-
-    def to_json(self, path) -> Path:
-        """Writes the report as JSON, atomically."""
-        return atomic_write_json(path, self.to_dict())
-
-    @classmethod
-    def from_json(cls, path) -> "RobustAccuracyReport":
-        payload = read_json(path)
-        if payload is None:
-            raise ValueError(f"No report at {str(path)!r}.")
-        return cls.from_dict(payload)
-
-    def to_csv(self, path) -> Path:
-        """Writes one row per budget (columns :data:`CSV_COLUMNS`), atomically."""
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(self.rows())
-        return atomic_write_text(path, buffer.getvalue())
 
     def __str__(self) -> str:
         settings = ", ".join(f"{key}={value}" for key, value in self.attack.items())

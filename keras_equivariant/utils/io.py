@@ -8,8 +8,8 @@ import tempfile
 from pathlib import Path
 
 
-def atomic_write_text(path, text: str) -> Path:
-    """Writes ``text`` to ``path`` via a temporary file and ``os.replace``."""
+def _atomic_replace(path, write) -> Path:
+    """Calls ``write(binary_file)`` on a temporary file beside ``path``, then ``os.replace``s it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -18,8 +18,8 @@ def atomic_write_text(path, text: str) -> Path:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(temporary, 0o666 & ~umask)
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
+        with os.fdopen(handle, "wb") as file:
+            write(file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
@@ -30,9 +30,21 @@ def atomic_write_text(path, text: str) -> Path:
     return path
 
 
+def atomic_write_text(path, text: str) -> Path:
+    """Writes ``text`` (UTF-8) to ``path`` via a temporary file and ``os.replace``."""
+    return _atomic_replace(path, lambda file: file.write(text.encode("utf-8")))
+
+
 def atomic_write_json(path, payload) -> Path:
     """Writes ``payload`` as indented JSON, atomically."""
     return atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=False, default=_to_builtin) + "\n")
+
+
+def atomic_save_figure(figure, path, dpi: int = 150) -> Path:
+    """Saves a matplotlib ``figure`` to ``path`` (format from the extension), atomically."""
+    image_format = Path(path).suffix.lstrip(".").lower() or "png"
+    return _atomic_replace(path, lambda file: figure.savefig(
+        file, format=image_format, dpi=dpi, bbox_inches="tight"))
 
 
 def read_json(path, default=None):

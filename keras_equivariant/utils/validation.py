@@ -110,3 +110,48 @@ def check_labels(labels, num_images: int, num_classes: int | None = None,
             f"`{name}` must be < num_classes={num_classes}; received maximum {array.max()}."
         )
     return array
+
+
+def check_real_values(values, name: str, unit: str, positive: bool = False) -> np.ndarray:
+    """Normalizes a real number or a non-empty sequence of distinct real numbers to float64.
+
+    Used for transformation grids (angles in degrees, shifts in pixels, zoom factors). Rejects
+    strings, booleans, complex or nested values, NaN/inf, duplicates and, with ``positive``,
+    values ``<= 0``. ``unit`` completes the error messages (e.g. ``"degrees"``).
+    """
+    if isinstance(values, (str, bytes)) or values is None:
+        raise ValueError(
+            f"`{name}` must be a number or a sequence of numbers in {unit}; received {values!r}."
+        )
+    if np.ndim(values) > 1:
+        raise ValueError(
+            f"`{name}` must be a number or a flat sequence of numbers in {unit}; received an "
+            f"array of shape {np.shape(values)}."
+        )
+    items = [values] if np.ndim(values) == 0 else list(np.asarray(values, dtype=object).ravel())
+    if not items:
+        raise ValueError(
+            f"`{name}` must hold at least one value in {unit}; received an empty {values!r}."
+        )
+    bad = [item for item in items
+           if isinstance(item, (bool, np.bool_)) or not isinstance(item, numbers.Real)]
+    if bad:
+        raise ValueError(
+            f"`{name}` must hold real numbers in {unit}; received {bad[0]!r} of type "
+            f"{type(bad[0]).__name__} in {values!r}."
+        )
+    array = np.asarray(items, dtype=np.float64)
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"`{name}` must hold finite numbers in {unit}; received {values!r}.")
+    if positive and np.any(array <= 0):
+        raise ValueError(
+            f"`{name}` must hold numbers > 0 ({unit}); received {values!r}. A zoom factor of 1 "
+            "keeps the image size, 0.8 shrinks it, 1.25 enlarges it."
+        )
+    unique, counts = np.unique(array, return_counts=True)
+    if np.any(counts > 1):
+        raise ValueError(
+            f"`{name}` holds {unique[counts > 1][0]:g} more than once; received {values!r}. "
+            "Each value is evaluated once: remove the duplicates."
+        )
+    return array
