@@ -1,4 +1,5 @@
 """keras_equivariant.layers"""
+from keras_equivariant.layers.convolution import Conv2D
 from keras_equivariant.layers.flatten import GroupFlatten
 from keras_equivariant.layers.normalization import GroupBatchNormalization
 from keras_equivariant.layers.pooling import GroupPooling

@@ -24,6 +24,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_equivariant.layers.convolution import convolve
 from keras_equivariant.utils.validation import check_choice, check_positive_int
 
 PADDING_MODES = ("same", "valid")
@@ -177,10 +178,7 @@ def apply_plain_convolution(inputs, convolution: PlainConvolution):
         if any(any(pair) for pair in pads):
             inputs = ops.pad(inputs, ((0, 0), *pads, (0, 0)))
         mode = "valid"
-    return ops.conv(
-        inputs, kernel, strides=convolution.strides, padding=mode,
-        dilation_rate=convolution.dilation_rate,
-    )
+    return convolve(inputs, kernel, convolution.strides, mode, convolution.dilation_rate)
 
 
 class GroupConv2D(keras.layers.Layer):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import keras
 
-from keras_equivariant.layers import GroupBatchNormalization, RotationConv2D, ScaleConv2D
+from keras_equivariant.layers import Conv2D, GroupBatchNormalization, RotationConv2D, ScaleConv2D
 from keras_equivariant.utils.validation import check_choice, check_positive_int
 
 VARIANTS = ("equivariant", "paper")
@@ -86,7 +86,7 @@ def batch_norm(name):
 
 def conv_bn_relu(x, filters, name, kernel_size=3, relu_name=None):
     """The official code's "std conv": ``Conv2D(k, padding=same, bias)`` -> BatchNorm -> ReLU."""
-    x = keras.layers.Conv2D(filters, kernel_size, padding="same", name=name)(x)
+    x = Conv2D(filters, kernel_size, padding="same", name=name)(x)
     x = batch_norm(f"{name}_bn")(x)
     return keras.layers.ReLU(name=relu_name or f"{name}_relu")(x)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import keras
 
-from keras_equivariant.layers import GroupFlatten, GroupPooling
+from keras_equivariant.layers import Conv2D, GroupFlatten, GroupPooling
 from keras_equivariant.models import blocks
 from keras_equivariant.models.parallel import EQUIVARIANT_SCALES
 
@@ -82,7 +82,7 @@ def WeightedParallelGCNN(num_classes=10, depth=10, input_shape=(32, 32, 3),
     if variant == "paper":
         rotation = blocks.rotation_conv(x, 16, "rot_conv", group="C4")
         rotation = GroupFlatten(name="rot_flatten")(rotation)
-        rotation = keras.layers.Conv2D(16, 1, name="rot_bottleneck")(rotation)
+        rotation = Conv2D(16, 1, name="rot_bottleneck")(rotation)
         x = blocks.SoftmaxWeightedSum(name="fusion")([standard, rotation])
         x = keras.layers.ReLU(name="fusion_relu")(x)
     else:

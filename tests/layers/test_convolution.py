@@ -29,13 +29,13 @@ def _stock_and_fast_gradients(x, kernel, padding, dilation_rate, strides=1):
 
 
 def _relative_error(actual, expected):
+    actual, expected = tf.convert_to_tensor(actual), tf.convert_to_tensor(expected)
     scale = max(float(tf.reduce_max(tf.abs(expected))), 1e-6)  # all-zero outputs: absolute
     return float(tf.reduce_max(tf.abs(actual - expected))) / scale
 
 
-@pytest.mark.numerics
-@pytest.mark.parametrize("size", [1, 2, 5, 8])
-@pytest.mark.parametrize("kernel_size", [1, 2, 3, 4])
+@pytest.mark.parametrize("size", [1, 2, 5])
+@pytest.mark.parametrize("kernel_size", [1, 2, 3])
 @pytest.mark.parametrize("padding", ["same", "valid"])
 @pytest.mark.parametrize("dilation, strides", [(1, 1), (2, 1), (1, 2)])
 def test_forward_and_gradients_equal_the_stock_convolution(size, kernel_size, padding, dilation,
@@ -90,3 +90,34 @@ def test_layer_matches_keras_conv2d_and_round_trips(tmp_path, strides):
     restored = keras.saving.load_model(path)
     assert type(restored.get_layer("conv")) is Conv2D
     np.testing.assert_array_equal(restored(x), model(x))
+
+
+@pytest.mark.numerics
+@pytest.mark.parametrize("builder_name", ["BaselineCNN", "ParallelGCNN", "ParallelRotScaleGCNN",
+                                          "CascadedGCNN", "WeightedParallelGCNN"])
+@pytest.mark.parametrize("depth", [4, 10])
+@pytest.mark.parametrize("variant", ["paper", "equivariant"])
+def test_builders_gradients_equal_the_stock_convolution(monkeypatch, builder_name, depth,
+                                                        variant):
+    """Input and weight gradients of every builder equal those of Keras' own convolution path."""
+    import keras_equivariant
+    from keras_equivariant.layers import convolution
+
+    keras.utils.set_random_seed(depth)
+    model = getattr(keras_equivariant, builder_name)(depth=depth, variant=variant)
+    x = tf.constant(np.random.default_rng(depth).random((2, 32, 32, 3)).astype("float32"))
+    labels = tf.constant([1, 7])
+
+    def gradients():
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = keras.losses.sparse_categorical_crossentropy(
+                labels, model(x, training=False), from_logits=True)
+        return tape.gradient(loss, [x, *model.trainable_variables])
+
+    fast = gradients()
+    monkeypatch.setattr(convolution, "uses_forward_input_gradient", lambda *args: False)
+    stock = gradients()
+    for index, (actual, expected) in enumerate(zip(fast, stock)):
+        assert _relative_error(actual, expected) <= 1e-5, (index, model.trainable_variables[
+            index - 1].path if index else "input")
