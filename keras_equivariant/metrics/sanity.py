@@ -1,4 +1,4 @@
-"""Gradient-masking sanity checks for a robustness evaluation (robustness-notes §3 and §7.2).
+"""Gradient-masking sanity checks for a robustness evaluation.
 
 A model that *looks* robust because its gradients are useless (zero, shattered, saturated) fails
 at least one of these, following Athalye et al. 2018 and Carlini et al. 2019:

@@ -1,7 +1,8 @@
 """Helpers of write_explanations: the lifting layer lookup and the weights fingerprint."""
 
 from keras_equivariant import models
-from keras_equivariant.visualize.report import lifting_rotation_layer, weights_fingerprint
+from keras_equivariant.utils.resume import weights_fingerprint
+from keras_equivariant.visualize.report import lifting_rotation_layer
 
 
 def test_lifting_rotation_layer_is_found_only_in_group_models():
