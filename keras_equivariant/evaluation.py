@@ -184,8 +184,13 @@ def corruption_sweep(model, output_dir, corruptions, severities=(1, 2, 3, 4, 5),
         done[(name, level)] = _cell(name, level, correct, total)
         write_corruption_results(output_dir, done, identity)
         progress.update(index + 1, values=[("accuracy", correct / total)])
+    return _finish_corruptions(output_dir, done, identity)
+
+
+def _finish_corruptions(output_dir, done, identity):
+    """Writes the cells and their plot; returns ``{corruption: {severity: accuracy}}``."""
     write_corruption_results(output_dir, done, identity)
-    _plot_corruptions(done, output_dir / "corruptions.png")
+    _plot_corruptions(done, Path(output_dir) / "corruptions.png")
     table = {}
     for (name, level), cell in done.items():
         table.setdefault(name, {})[level] = cell["accuracy"]
@@ -324,12 +329,7 @@ def _merge_corruption_cells(output_dir, payloads):
         done[key] = _cell(*key, sum(shard_cells[key]["num_correct"] for shard_cells in cells),
                           sum(shard_cells[key]["num_examples"] for shard_cells in cells))
     identity = {**identities[0], "shard": None, "merged_shards": len(payloads)}
-    write_corruption_results(output_dir, done, identity)
-    _plot_corruptions(done, output_dir / "corruptions.png")
-    table = {}
-    for (name, level), cell in done.items():
-        table.setdefault(name, {})[level] = cell["accuracy"]
-    return table
+    return _finish_corruptions(output_dir, done, identity)
 
 
 def clever_summary(model, output_path, num_images=10, preset="fast", norm="2", radius=None,

@@ -1,7 +1,7 @@
 """keras_equivariant.evaluation: sharded sweeps merge exactly; cached stages know their model."""
 
-import numpy as np
 import pytest
+from tiny_cifar import write_tiny_cifar10
 
 from keras_equivariant import evaluation, models
 from keras_equivariant.metrics.robust_accuracy import merge_reports, robust_accuracy
@@ -34,21 +34,10 @@ def test_shard_must_be_an_index_below_the_count(toy_model, toy_data):
                             verbose=0)
 
 
-def _tiny_test_set(folder):
-    rng = np.random.default_rng(0)
-    folder.mkdir()
-    np.savez(folder / "cifar10_tiny.npz",
-             x_train=rng.integers(0, 256, (10, 32, 32, 3), dtype=np.uint8),
-             y_train=(np.arange(10) % 10).astype(np.uint8),
-             x_test=rng.integers(0, 256, (10, 32, 32, 3), dtype=np.uint8),
-             y_test=(np.arange(10) % 10).astype(np.uint8))
-    return folder
-
-
 def test_equivariance_cache_is_not_reused_for_another_model(tmp_path):
     """Regression: the cache was keyed on num_images only, so a retrained or other model got
     the stored errors of the first one."""
-    data_dir = _tiny_test_set(tmp_path / "data")
+    data_dir = write_tiny_cifar10(tmp_path / "data", num_train=10, num_test=10)
     path = tmp_path / "equivariance.json"
     invariant = models.CascadedGCNN(num_classes=10, depth=4)
     first = evaluation.equivariance_errors(invariant, path, num_images=4, data_dir=data_dir)
@@ -60,3 +49,18 @@ def test_equivariance_cache_is_not_reused_for_another_model(tmp_path):
         evaluation.equivariance_errors(hybrid, path, num_images=4, data_dir=data_dir)
     with pytest.raises(ValueError, match="num_images: stored 4, requested 6"):
         evaluation.equivariance_errors(invariant, path, num_images=6, data_dir=data_dir)
+
+
+def test_clever_stage_is_not_reused_for_another_model_or_budget(tmp_path):
+    """Regression: reproduce's CLEVER stage must know the model and the whole budget, not only
+    the number of images."""
+    data_dir = write_tiny_cifar10(tmp_path / "data", num_train=10, num_test=10)
+    path = tmp_path / "clever_2.json"
+    budget = dict(num_images=1, num_batches=3, num_samples_per_batch=4, data_dir=data_dir)
+    model = models.BaselineCNN(num_classes=10, depth=4)
+    first = evaluation.clever_summary(model, path, **budget)
+    assert evaluation.clever_summary(model, path, **budget) == first
+    with pytest.raises(ValueError, match="num_batches: stored 3, requested 4"):
+        evaluation.clever_summary(model, path, **{**budget, "num_batches": 4})
+    with pytest.raises(ValueError, match="a different model"):
+        evaluation.clever_summary(models.BaselineCNN(num_classes=10, depth=4), path, **budget)

@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
+from keras_equivariant import models
 from keras_equivariant.utils import resume
+from keras_equivariant.utils.resume import weights_fingerprint
 
 
 def test_same_identity_is_reused_and_another_is_refused_with_the_keys_named(tmp_path):
@@ -41,3 +43,13 @@ def test_array_fingerprint_sees_values_shapes_and_dtypes():
     changed = images.copy()
     changed[0, 0] = 1
     assert resume.array_fingerprint(images) != resume.array_fingerprint(changed)
+
+
+# Moved from tests/visualize/test_report.py with the fingerprint.
+def test_weights_fingerprint_changes_with_the_weights():
+    model = models.BaselineCNN(num_classes=3, depth=4)
+    before = weights_fingerprint(model)
+    assert weights_fingerprint(model) == before
+    kernel = model.get_layer("conv1").kernel
+    kernel.assign(kernel + 1.0)
+    assert weights_fingerprint(model) != before
