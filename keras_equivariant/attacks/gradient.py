@@ -323,8 +323,8 @@ def _prepare(model, images, labels, targeted, target_labels):
     return tensor, tf.convert_to_tensor(goal), restore
 
 
-def pgd(model, images, labels=None, eps=DEFAULT_EPS, steps=PGD_STEPS, step_size=None, norm="inf",
-        random_start=True, restarts=1, loss="cross_entropy", targeted=False, target_labels=None,
+def pgd(model, images, labels=None, eps=DEFAULT_EPS, steps=PGD_STEPS, step_size=None,
+        norm="inf", random_start=True, restarts=1, loss="cross_entropy", targeted=False, target_labels=None,
         keep_best=True, seed=None):
     """Projected gradient descent (Madry et al.) in the L-inf or L2 ball, RobustBench defaults.
 
