@@ -36,7 +36,7 @@ import tensorflow as tf  # noqa: E402
 
 import keras_equivariant  # noqa: E402
 from keras_equivariant import metrics  # noqa: E402
-from keras_equivariant.metrics import clever as clever_module  # noqa: E402
+from keras_equivariant.attacks import sample_uniform_ball  # noqa: E402
 
 DATA = "/work/shared/data/cifar10_subset.npz"
 
@@ -95,8 +95,8 @@ def naive_reference(model, image, num_batches, num_samples, radius):
     for target in range(10):
         if target == predicted:
             continue
-        deltas = clever_module.sample_lp_ball(num_batches * num_samples, image.size, radius,
-                                              "2", seed=target).numpy()
+        deltas = sample_uniform_ball((num_batches * num_samples, image.size), radius, "2",
+                                     seed=(target, 0)).numpy()
         norms = []
         for delta in deltas:
             x = tf.constant(np.clip(image + delta.reshape(image.shape), 0, 1)[None])

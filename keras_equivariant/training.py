@@ -33,18 +33,8 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from keras_equivariant.choices import DEPTHS, DISTRIBUTIONS, LR_SCHEDULES, MODEL_NAMES, VARIANTS
 from keras_equivariant.utils import io, validation
-
-MODEL_NAMES = (
-    "BaselineCNN",
-    "ParallelGCNN",
-    "ParallelRotScaleGCNN",
-    "CascadedGCNN",
-    "WeightedParallelGCNN",
-)
-VARIANTS = ("equivariant", "paper")
-LR_SCHEDULES = ("constant", "step", "cosine")
-DISTRIBUTIONS = ("auto", "mirrored", "multi_worker", "none")
 
 # Paper protocol (official code): Adam(1e-3), batch 128, no augmentation, 200 epochs; the
 # StepLR(50, 0.1) schedule is used for these models and a constant rate for the others.
@@ -185,7 +175,7 @@ def train(model_name, depth=10, variant="equivariant", dataset="cifar10", epochs
     from keras_equivariant import data
 
     validation.check_choice(model_name, MODEL_NAMES, "model_name")
-    validation.check_choice(depth, (4, 10), "depth")
+    validation.check_choice(depth, DEPTHS, "depth")
     validation.check_choice(variant, VARIANTS, "variant")
     validation.check_positive_int(epochs, "epochs")
     validation.check_positive_int(batch_size, "batch_size")

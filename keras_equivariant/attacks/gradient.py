@@ -1,6 +1,6 @@
 """White-box gradient attacks (FGSM, PGD) and the uniform random-noise baseline, for any Keras classifier.
 
-Conventions (see ``shared/docs/robustness-notes.md`` §7.1):
+Conventions:
 
 * Images are ``(batch, height, width, channels)`` pixels in **[0, 1]**; normalization lives inside the
   model. ``eps`` and ``step_size`` are in pixel units.
@@ -12,14 +12,13 @@ Conventions (see ``shared/docs/robustness-notes.md`` §7.1):
 Performance: one ``tf.function`` per (model, attack configuration, image shape) runs the whole
 attack loop in graph mode. Its input signature has a free batch axis and takes ``eps``, the step
 size, the number of steps and the random seed as tensors, so a sweep over batches, budgets, step
-counts or restarts traces it exactly once. Compiled functions are cached per model (weakly: the
-cache does not keep a model alive).
+counts or restarts traces it exactly once. Compiled functions are cached per model in
+``utils.compiled`` (weakly: the cache does not keep a model alive).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import warnings
 import weakref
 
@@ -27,21 +26,23 @@ import numpy as np
 import tensorflow as tf
 
 from keras_equivariant.attacks.losses import LOSSES, get_loss
-from keras_equivariant.utils.sampling import per_example, uniform_lp_ball
+from keras_equivariant.utils.compiled import cached_for_model
+from keras_equivariant.utils.sampling import per_example, sample_uniform_ball
 from keras_equivariant.utils.validation import (
     check_choice,
     check_eps,
     check_images,
     check_labels,
+    check_norm,
     check_positive_int,
 )
 
 DEFAULT_EPS = 8 / 255
+#: Norms the attacks support (canonical spellings; see ``utils.validation.check_norm``).
 NORMS = ("inf", "2")
-_NORM_ALIASES = {"inf": "inf", "linf": "inf", "2": "2", "l2": "2"}
-
-# model -> {key: tf.function}; weak keys, and the functions reach the model only via a weakref.
-_COMPILED = weakref.WeakKeyDictionary()
+#: PGD defaults (RobustBench style), shared by ``pgd`` and the evaluation protocols.
+PGD_STEPS = 10
+PGD_STEP_SIZE_FACTOR = 2.5  # step size = PGD_STEP_SIZE_FACTOR * eps / steps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,14 +61,9 @@ class AttackConfig:
 
 
 def normalize_norm(norm) -> str:
-    """Maps ``"inf"``/``np.inf``/``"linf"`` to ``"inf"`` and ``2``/``"2"``/``"l2"`` to ``"2"``."""
-    key = "inf" if (isinstance(norm, float) and math.isinf(norm)) else str(norm).lower()
-    if key not in _NORM_ALIASES:
-        raise ValueError(
-            f"Unknown norm: received {norm!r}. Expected one of {list(NORMS)} "
-            "(L-infinity or L2 perturbation budget)."
-        )
-    return _NORM_ALIASES[key]
+    """An attack norm in its canonical spelling, ``"inf"`` or ``"2"`` (the spellings every
+    function of the library accepts: ``utils.validation.check_norm``)."""
+    return check_norm(norm, NORMS)
 
 
 def _flat_norm(tensor, norm):
@@ -78,25 +74,20 @@ def _flat_norm(tensor, norm):
     return tf.sqrt(tf.reduce_sum(tf.square(tensor), axis=axes))
 
 
-def sample_uniform_ball(shape, eps, norm="inf", seed=(0, 0)):
-    """Draws perturbations uniformly distributed in the ``norm`` ball of radius ``eps``.
+def pgd_step_size(eps, steps, step_size=None) -> float:
+    """The PGD step length: ``step_size`` when given, else ``2.5 * eps / steps``."""
+    return PGD_STEP_SIZE_FACTOR * eps / steps if step_size is None else step_size
 
-    L-inf: every coordinate ~ U(-eps, eps). L2: a Gaussian direction normalized to the unit sphere
-    times a radius ``eps * u ** (1 / d)`` with ``u ~ U(0, 1)`` and ``d`` the number of pixels, which
-    is uniform in the ball (so ``(radius / eps) ** d ~ U(0, 1)``), unlike the ``eps * u`` radius some
-    libraries use. Stateless: the same ``seed`` (two integers) gives the same draw. (The sampler
-    is :func:`keras_equivariant.utils.sampling.uniform_lp_ball`, which CLEVER uses too.)
 
-    Args:
-        shape: ``(batch, ...)``, a list or 1-D int tensor.
-        eps: radius (float or scalar tensor).
-        norm: ``"inf"`` or ``"2"``.
-        seed: two integers (or an int tensor of shape ``(2,)``).
-
-    Returns:
-        A float32 tensor of ``shape``.
-    """
-    return uniform_lp_ball(shape, eps, normalize_norm(norm), seed)
+def check_restarts(restarts, random_start) -> int:
+    """``restarts`` as an int >= 1; more than one restart needs a random start."""
+    restarts = check_positive_int(restarts, "restarts")
+    if restarts > 1 and not random_start:
+        raise ValueError(
+            f"`restarts={restarts}` needs `random_start=True`: without a random start every "
+            "restart repeats the same deterministic attack."
+        )
+    return restarts
 
 
 def _project(candidate, images, eps, norm):
@@ -126,29 +117,18 @@ def _image_spec(sample_shape):
     return tf.TensorSpec((None,) + tuple(sample_shape), tf.float32)
 
 
-def cached_compiled(model, key, build):
-    """The compiled function cached for ``model`` under ``key``, built once by ``build(model_ref)``.
-
-    ``model_ref`` is a weak reference to ``model``: the function must reach the model only through
-    it, so that the cache never keeps a model alive.
-    """
-    per_model = _COMPILED.setdefault(model, {})
-    if key not in per_model:
-        per_model[key] = build(weakref.ref(model))
-    return per_model[key]
-
-
 def compiled_logits(model, sample_shape):
     """A cached ``tf.function`` computing float32 logits for batches of ``sample_shape`` images."""
+    model_ref = weakref.ref(model)
 
-    def build(model_ref):
+    def build():
         @tf.function(input_signature=[_image_spec(sample_shape)])
         def logits(images):
             return model_logits(model_ref(), images)
 
         return logits
 
-    return cached_compiled(model, ("logits", tuple(sample_shape)), build)
+    return cached_for_model(model, ("logits", tuple(sample_shape)), build)
 
 
 def compiled_attack(model, config: AttackConfig, sample_shape):
@@ -159,9 +139,9 @@ def compiled_attack(model, config: AttackConfig, sample_shape):
     ``success`` is "misclassified" (untargeted) or "predicted as the target" (targeted) at the
     returned images, and ``objective`` the per-example loss being ascended there.
     """
-    sample_shape = tuple(sample_shape)
-    return cached_compiled(model, (config, sample_shape),
-                           lambda model_ref: _build_attack(model_ref, config, sample_shape))
+    return cached_for_model(
+        model, ("attack", config, tuple(sample_shape)),
+        lambda: _build_attack(weakref.ref(model), config, tuple(sample_shape)))
 
 
 def _build_attack(model_ref, config: AttackConfig, sample_shape):
@@ -277,17 +257,18 @@ def looks_like_probabilities(logits, tolerance=1e-5) -> bool:
     )
 
 
-def warn_if_probabilities(logits, model):
+def warn_if_probabilities(logits, model, stacklevel=3):
     """Warns when ``model`` seems to end in a softmax: attacks and CLEVER need logits."""
     if looks_like_probabilities(logits):
         warnings.warn(
             f"The outputs of model {getattr(model, 'name', model)!r} look like probabilities "
-            "(non-negative rows summing to 1), but attacks need logits: a saturated softmax "
-            "hides gradients and makes the model look more robust than it is. Remove the final "
-            "softmax (e.g. `keras.layers.Dense(num_classes)` without activation) or build an "
-            "attack model from the pre-softmax layer.",
+            "(non-negative rows summing to 1), but attacks and CLEVER need logits: a saturated "
+            "softmax hides gradients, which makes the model look more robust than it is (and "
+            "inflates CLEVER scores). Remove the final softmax (e.g. "
+            "`keras.layers.Dense(num_classes)` without activation) or build an attack model "
+            "from the pre-softmax layer.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
 
 
@@ -342,8 +323,8 @@ def _prepare(model, images, labels, targeted, target_labels):
     return tensor, tf.convert_to_tensor(goal), restore
 
 
-def pgd(model, images, labels=None, eps=DEFAULT_EPS, steps=10, step_size=None, norm="inf",
-        random_start=True, restarts=1, loss="cross_entropy", targeted=False, target_labels=None,
+def pgd(model, images, labels=None, eps=DEFAULT_EPS, steps=PGD_STEPS, step_size=None,
+        norm="inf", random_start=True, restarts=1, loss="cross_entropy", targeted=False, target_labels=None,
         keep_best=True, seed=None):
     """Projected gradient descent (Madry et al.) in the L-inf or L2 ball, RobustBench defaults.
 
@@ -382,14 +363,10 @@ def pgd(model, images, labels=None, eps=DEFAULT_EPS, steps=10, step_size=None, n
     norm = normalize_norm(norm)
     eps = _check_scalar_eps(eps)
     steps = check_positive_int(steps, "steps")
-    restarts = check_positive_int(restarts, "restarts")
-    step_size = 2.5 * eps / steps if step_size is None else _check_scalar_eps(step_size, "step_size")
+    restarts = check_restarts(restarts, random_start)
+    step_size = pgd_step_size(eps, steps, None if step_size is None
+                              else _check_scalar_eps(step_size, "step_size"))
     check_choice(loss, LOSSES, "loss")
-    if restarts > 1 and not random_start:
-        raise ValueError(
-            f"`restarts={restarts}` needs `random_start=True`: without a random start every "
-            "restart repeats the same deterministic attack."
-        )
     images, goal, restore = _prepare(model, images, labels, targeted, target_labels)
     config = AttackConfig(norm, loss, bool(targeted), bool(random_start), bool(keep_best))
     seed = np.random.randint(0, 2**31 - 1) if seed is None else int(seed)

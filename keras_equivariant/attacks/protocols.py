@@ -18,11 +18,14 @@ Two presets:
     returned; FGSM: one step of size eps. Cross-entropy against the true labels, L-inf only.
     Default grid: ``0.01, 0.02, ..., 0.15`` (normalized). Clipping to [0, 1] pixels equals
     clipping to [-1, 1] normalized, i.e. the clip of the paper's Rot & Scale and Weighted
-    scripts. Deliberately NOT reproduced (see ``shared/docs/paper-notes.md`` §3 and §7): the
-    ``[0, 1]``-in-normalized-space clamp of the Baseline/Cascaded/Parallel scripts (it leaves
-    the eps-ball), BatchNorm in training mode during the attack (Rot & Scale, fully-equivariant
-    scripts), and the fully-equivariant model's CIFAR mean/std normalization (its eps would
-    convert with std ~ 0.2, not 0.5). The model is always called with ``training=False``.
+    scripts. Deliberately NOT reproduced, because each makes the reported accuracy wrong rather
+    than merely different: the ``[0, 1]``-in-normalized-space clamp of the official Baseline,
+    Cascaded and Parallel evaluation scripts (it clips adversarial images to the upper half of
+    the input range, outside the eps-ball), BatchNorm in training mode during the attack (the
+    official Rot & Scale and fully-equivariant scripts: the batch statistics of adversarial
+    batches change the model under attack), and the fully-equivariant model's CIFAR mean/std
+    normalization (its eps would convert with std ~ 0.2, not 0.5). The model is always called
+    with ``training=False``.
 """
 
 from __future__ import annotations
@@ -31,11 +34,17 @@ import dataclasses
 
 import numpy as np
 
-from keras_equivariant.attacks.gradient import AttackConfig, normalize_norm, run_attack
+from keras_equivariant.attacks.gradient import (
+    PGD_STEPS,
+    AttackConfig,
+    check_restarts,
+    normalize_norm,
+    pgd_step_size,
+    run_attack,
+)
 from keras_equivariant.attacks.losses import LOSSES
+from keras_equivariant.choices import ATTACKS
 from keras_equivariant.utils.validation import check_choice, check_eps, check_positive_int
-
-ATTACKS = ("fgsm", "pgd", "random_noise")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +65,7 @@ class AttackSpec:
     attack: str = "pgd"
     norm: str = "inf"
     loss: str = "cross_entropy"
-    steps: int = 10
+    steps: int = PGD_STEPS
     step_size: float | None = None
     random_start: bool = True
     keep_best: bool = True
@@ -76,14 +85,9 @@ class AttackSpec:
                 object.__setattr__(self, name, value)
         check_choice(self.loss, LOSSES, "loss")
         check_positive_int(self.steps, "steps", minimum=0 if self.attack == "random_noise" else 1)
-        check_positive_int(self.restarts, "restarts")
+        check_restarts(self.restarts, self.random_start)
         if self.step_size is not None:
             check_eps(self.step_size, "step_size")
-        if self.attack == "pgd" and self.restarts > 1 and not self.random_start:
-            raise ValueError(
-                f"`restarts={self.restarts}` needs `random_start=True`: without a random start "
-                "every restart repeats the same deterministic attack."
-            )
 
     def step_size_for(self, eps_pixel: float) -> float:
         """The pixel step size used at budget ``eps_pixel``."""
@@ -91,7 +95,7 @@ class AttackSpec:
             return eps_pixel
         if self.attack == "random_noise":
             return 0.0
-        return 2.5 * eps_pixel / self.steps if self.step_size is None else self.step_size
+        return pgd_step_size(eps_pixel, self.steps, self.step_size)
 
     def run(self, model, images, labels, eps_pixel: float, seed: int = 0):
         """Attacks a validated batch (float32 tensor in [0, 1], int32 labels); returns a tensor."""
@@ -149,7 +153,7 @@ class EvaluationProtocol:
                      "loss": loss,
                      "step_size": None if step_size is None else
                      float(check_eps(step_size, "step_size")[0] * self.eps_to_pixel)}
-        settings = {"norm": requested["norm"], "loss": "cross_entropy", "steps": 10,
+        settings = {"norm": requested["norm"], "loss": "cross_entropy", "steps": PGD_STEPS,
                     "step_size": None, "random_start": True, "keep_best": True, "restarts": 1}
         for key, value in requested.items():
             if value is None:

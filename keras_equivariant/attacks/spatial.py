@@ -32,17 +32,14 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import weakref
 
 import numpy as np
 import tensorflow as tf
 
-from keras_equivariant.attacks.gradient import (
-    _image_spec,
-    _prepare,
-    cached_compiled,
-    model_logits,
-)
+from keras_equivariant.attacks.gradient import _image_spec, _prepare, model_logits
 from keras_equivariant.attacks.losses import margin_loss
+from keras_equivariant.utils.compiled import cached_for_model
 from keras_equivariant.utils.validation import (
     check_choice,
     check_images,
@@ -346,8 +343,8 @@ def _build_predictions(model_ref, sample_shape, interpolation, fill_mode):
 def _compiled(model, kind, build, sample_shape, settings):
     sample_shape = tuple(int(size) for size in sample_shape)
     key = (kind, sample_shape, settings.interpolation, settings.fill_mode)
-    return cached_compiled(model, key, lambda model_ref: build(
-        model_ref, sample_shape, settings.interpolation, settings.fill_mode))
+    return cached_for_model(model, key, lambda: build(
+        weakref.ref(model), sample_shape, settings.interpolation, settings.fill_mode))
 
 
 def _pass_arguments(parameters, images, settings):

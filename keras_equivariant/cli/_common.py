@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 from fractions import Fraction
 
-from keras_equivariant.training import MODEL_NAMES  # noqa: F401  (argparse choices)
+from keras_equivariant.choices import MODEL_NAMES  # noqa: F401  (argparse choices)
 
 TRAIN_DATASETS = ("cifar10", "cifar100")
-ATTACKS = ("fgsm", "pgd")
 
 
 def eps_value(text):
@@ -33,6 +32,29 @@ def positive_int(text):
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1; received {value}")
     return value
+
+
+def shard_value(text):
+    """argparse type for ``--shard``: ``I/N`` with ``0 <= I < N``; returns ``(I, N)``."""
+    index, _, count = text.partition("/")
+    try:
+        index, count = int(index), int(count)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid shard {text!r}: expected I/N, e.g. 0/4 for the first of 4 shards"
+        ) from None
+    if count < 1 or not 0 <= index < count:
+        raise argparse.ArgumentTypeError(
+            f"invalid shard {text!r}: expected 0 <= I < N (shards are numbered from 0)")
+    return index, count
+
+
+def default_name(path):
+    """``runs/<run name>/model.keras`` -> ``<run name>``; ``foo.keras`` -> ``foo``."""
+    from pathlib import Path
+
+    path = Path(path)
+    return path.resolve().parent.name if path.stem == "model" else path.stem
 
 
 def save_freq_value(text):

@@ -1,9 +1,11 @@
-"""``keras-equivariant clever``: CLEVER robustness scores of test images (resumable)."""
+"""``keras-equivariant clever``: CLEVER robustness scores of test images (resumable); the
+pipeline is ``keras_equivariant.evaluation.clever_summary``."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from keras_equivariant import choices
 from keras_equivariant.cli import _common
 
 HELP = "CLEVER scores (Weng et al. 2018) of the first test images of each class"
@@ -17,14 +19,14 @@ def add_parser(subparsers):
     parser.add_argument("model_path", help="the .keras file written by `keras-equivariant train`")
     parser.add_argument("--num-images", type=_common.positive_int, default=10,
                         help="class-balanced test images to score (default: %(default)s)")
-    parser.add_argument("--preset", choices=("fast", "paper"), default="fast",
+    parser.add_argument("--preset", choices=choices.CLEVER_PRESETS, default="fast",
                         help="sampling budget: 'fast' 100x256, 'paper' 500x1024 gradient "
                              "samples per target class (default: %(default)s)")
     parser.add_argument("--num-batches", type=_common.positive_int, default=None,
                         help="override the preset's number of batches")
     parser.add_argument("--num-samples-per-batch", type=_common.positive_int, default=None,
                         help="override the preset's samples per batch")
-    parser.add_argument("--norm", choices=("1", "2", "inf"), default="2",
+    parser.add_argument("--norm", choices=choices.NORMS, default="2",
                         help="perturbation norm (default: %(default)s)")
     parser.add_argument("--radius", type=float, default=None,
                         help="sampling radius (default: 2.0 for L2, 0.1 for Linf, 40 for L1)")
@@ -37,6 +39,8 @@ def add_parser(subparsers):
 
 
 def run(args):
+    from keras_equivariant.evaluation import clever_summary
+
     model = _common.load_model(args.model_path)
     output = Path(args.output or Path(args.model_path).parent / "evaluation"
                   / f"clever_{args.norm}.json")
@@ -48,35 +52,3 @@ def run(args):
     print(f"CLEVER-L{args.norm} median {summary['median']:.4g} (mean {summary['mean']:.4g}) over "
           f"{summary['num_images']} images; results in {output}")
     return summary
-
-
-def clever_summary(model, output_path, num_images=10, preset="fast", norm="2", radius=None,
-                   num_batches=None, num_samples_per_batch=None, seed=0, dataset="cifar10",
-                   data_dir=None):
-    """Scores ``num_images`` class-balanced test images with ``metrics.clever_scores`` (resumable
-    through ``output_path``) and returns ``{median, mean, min, max, num_images, scores, ...}``."""
-    import numpy as np
-
-    from keras_equivariant import data, metrics
-
-    images, labels = data.load_arrays(dataset, "test", data_dir=data_dir,
-                                      max_examples=num_images)
-    results = metrics.clever_scores(
-        model, images.astype("float32") / 255.0, num_batches=num_batches,
-        num_samples_per_batch=num_samples_per_batch, radius=radius, norm=norm,
-        preset=preset, seed=seed,
-        output_path=output_path)
-    scores = np.array([result.score for result in results])
-    return {
-        "norm": norm,
-        "num_images": int(scores.size),
-        "median": float(np.median(scores)),
-        "mean": float(np.mean(scores)),
-        "min": float(np.min(scores)),
-        "max": float(np.max(scores)),
-        "scores": scores.tolist(),
-        "correctly_classified": [int(result.predicted_class == label)
-                                 for result, label in zip(results, labels)],
-        "fallback_fits": int(sum(result.fallback for result in results)),
-        "output_path": str(output_path),
-    }

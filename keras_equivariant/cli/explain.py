@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from keras_equivariant import choices
 from keras_equivariant.cli import _common
 
 HELP = ("explain trained models: saliency/SmoothGrad/GradCAM++ maps on clean and PGD images, "
         "perturbation tolerance, equivariance picture")
-METHODS = ("saliency", "smoothgrad", "gradcam++")  # = keras_equivariant.visualize.saliency.METHODS
+METHODS = choices.EXPLANATION_METHODS
 
 
 def add_parser(subparsers):
@@ -35,7 +36,7 @@ def add_parser(subparsers):
                         help="(default: %(default)s)")
     parser.add_argument("--tolerance-images", type=_common.positive_int, default=100,
                         help="first test images used in the tolerance study (default: %(default)s)")
-    parser.add_argument("--fill", choices=("zero", "mean"), default="zero",
+    parser.add_argument("--fill", choices=choices.TOLERANCE_FILLS, default="zero",
                         help="value of removed pixels: 0, or the image's per-channel mean "
                              "(default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="PGD start and removal-mask seed")
@@ -45,14 +46,8 @@ def add_parser(subparsers):
     return parser
 
 
-def default_name(path):
-    """``runs/<run name>/model.keras`` -> ``<run name>``; ``foo.keras`` -> ``foo``."""
-    path = Path(path)
-    return path.resolve().parent.name if path.stem == "model" else path.stem
-
-
 def run(args):
-    names = args.names or [default_name(path) for path in args.models]
+    names = args.names or [_common.default_name(path) for path in args.models]
     if len(names) != len(args.models):
         raise ValueError(
             f"--names must give one name per model ({len(args.models)}); received {len(names)}."

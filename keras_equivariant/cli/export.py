@@ -30,9 +30,7 @@ def run(args):
     from keras_equivariant.export.serving import export_for_serving
 
     model = _common.load_model(args.model_path)
-    from keras_equivariant.cli.explain import default_name
-
-    name = args.name or default_name(args.model_path)
+    name = args.name or _common.default_name(args.model_path)
     path = export_for_serving(model, name, output_dir=args.output_dir, version=args.version,
                               fold=args.fold)
     print(f"SavedModel written to {path}\n"

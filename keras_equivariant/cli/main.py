@@ -1,21 +1,31 @@
 """``keras-equivariant``: train, evaluate, certify, export and reproduce from the command line.
 
 ```
-keras-equivariant train ParallelGCNN --depth 4 --epochs 5 --data-dir ../shared/data
+keras-equivariant train ParallelGCNN --depth 4 --epochs 5 --data-dir DATA_DIR
 keras-equivariant evaluate runs/ParallelGCNN-d4-equivariant-cifar10-s0/model.keras --attack pgd
+keras-equivariant evaluate runs/.../model.keras --shard 0/4      # one of 4 machines; then
+keras-equivariant evaluate runs/.../model.keras --merge          # combine the 4 shards
 keras-equivariant clever runs/.../model.keras --num-images 10
 keras-equivariant export runs/.../model.keras --name parallel_gcnn
-keras-equivariant reproduce --preset quick --data-dir ../shared/data
-keras-equivariant explain --models runs/a/model.keras runs/b/model.keras --data-dir ../shared/data
+keras-equivariant reproduce --preset quick
+keras-equivariant explain --models runs/a/model.keras runs/b/model.keras
 ```
 
-Exit codes: 0 success; 1 missing or unreadable data/model files; 2 invalid arguments (argparse
-usage errors, unknown model names, bad values); 130 interrupted (rerun the command to resume).
+The same runs as ``python -m keras_equivariant``. Arguments are parsed before TensorFlow is
+imported (``--help`` and argument errors answer at once), and TensorFlow's C++ start-up logs
+are silenced unless ``--verbose`` is given or ``TF_CPP_MIN_LOG_LEVEL`` is already set.
+
+Exit codes: 0 success; 1 missing or unreadable data/model files, or any other failure while
+running (a one-line message, no traceback); 2 invalid arguments (argparse usage errors, unknown
+model names, bad values, settings that conflict with stored results); 130 interrupted (rerun
+the command to resume).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 
 from keras_equivariant.cli import clever, evaluate, explain, export, reproduce, train
@@ -25,37 +35,87 @@ COMMANDS = (train, evaluate, clever, export, reproduce, explain)
 
 def build_parser():
     """The ``keras-equivariant`` argument parser with one subparser per command."""
+    from keras_equivariant import __version__
+
     parser = argparse.ArgumentParser(
         prog="keras-equivariant",
         description="Equivariant CNNs and their adversarial robustness (FGSM, PGD, CLEVER).",
     )
-    from keras_equivariant import __version__
-
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--verbose", dest="tensorflow_logs", action="store_true",
+                        help="show TensorFlow's C++ start-up logs (silenced by default unless "
+                             "TF_CPP_MIN_LOG_LEVEL is set)")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.add_parser(subparsers)
     return parser
 
 
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """Sends what native code writes to the stderr file descriptor (absl's "All log messages
+    before absl::InitializeLog()" preamble, CUDA probing) to /dev/null while TensorFlow loads."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real stderr (e.g. an embedded interpreter)
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+
+
+def start_tensorflow(show_logs=False):
+    """Imports TensorFlow (silencing its C++ start-up logs unless ``show_logs`` or the user set
+    ``TF_CPP_MIN_LOG_LEVEL``) and the library's serializable layers and models."""
+    if "tensorflow" not in sys.modules:
+        if show_logs or "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+            import tensorflow  # noqa: F401
+        else:
+            os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+            with _quiet_native_stderr():
+                import tensorflow  # noqa: F401,F811
+    # What `import keras_equivariant` does outside the command line: register the layers.
+    from keras_equivariant import layers, models  # noqa: F401
+
+
+def _one_line(error):
+    lines = [line for line in str(error).strip().splitlines() if line.strip()]
+    text = lines[0] if lines else ""
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
 def main(argv=None):
     """Runs the command line ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
     args = build_parser().parse_args(argv)
-    from keras_equivariant.data import DataFormatError, DataNotFoundError
-
     prefix = f"keras-equivariant {args.command}: error:"
     try:
-        args.run(args)
-    except (DataNotFoundError, DataFormatError, FileNotFoundError) as error:
-        print(f"{prefix} {error}", file=sys.stderr)
-        return 1
-    except ValueError as error:
-        print(f"{prefix} {error}", file=sys.stderr)
-        return 2
+        start_tensorflow(args.tensorflow_logs)
+        from keras_equivariant.data import DataFormatError, DataNotFoundError
+
+        try:
+            args.run(args)
+        except (DataNotFoundError, DataFormatError, FileNotFoundError) as error:
+            print(f"{prefix} {error}", file=sys.stderr)
+            return 1
+        except ValueError as error:
+            print(f"{prefix} {error}", file=sys.stderr)
+            return 2
     except KeyboardInterrupt:
         print(f"\nkeras-equivariant {args.command}: interrupted; run the same command again to "
               "resume where it stopped.", file=sys.stderr)
         return 130
+    except Exception as error:  # a runtime failure: one line, exit 1 (2 means bad arguments)
+        print(f"{prefix} {_one_line(error)} (rerun with --verbose for TensorFlow's logs)",
+              file=sys.stderr)
+        return 1
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from keras_equivariant import choices
 from keras_equivariant.cli import _common
 
 HELP = "train a model (Adam 1e-3, batch 128, no augmentation by default; resumable)"
@@ -12,10 +13,10 @@ def add_parser(subparsers):
         "train", help=HELP, description=HELP + ". Rerunning the same command resumes a killed "
         "run from its last backup and skips a finished one. Output: <output-dir>/<run-name>/ "
         "with model.keras, checkpoints/, backup/, logs/ (TensorBoard), history.csv, summary.json.")
-    parser.add_argument("model", choices=_common.MODEL_NAMES, help="model builder name")
-    parser.add_argument("--depth", type=int, choices=(4, 10), default=10,
+    parser.add_argument("model", choices=choices.MODEL_NAMES, help="model builder name")
+    parser.add_argument("--depth", type=int, choices=choices.DEPTHS, default=10,
                         help="number of convolutional layers (default: %(default)s)")
-    parser.add_argument("--variant", choices=("equivariant", "paper"), default="equivariant",
+    parser.add_argument("--variant", choices=choices.VARIANTS, default="equivariant",
                         help="'paper' reproduces the official code's architecture quirks "
                              "(default: %(default)s)")
     _common.add_data_arguments(parser)
@@ -25,7 +26,7 @@ def add_parser(subparsers):
                         help="global batch size (default: %(default)s)")
     parser.add_argument("--learning-rate", type=float, default=1e-3,
                         help="Adam learning rate (default: %(default)s)")
-    parser.add_argument("--lr-schedule", choices=("constant", "step", "cosine", "paper"),
+    parser.add_argument("--lr-schedule", choices=(*choices.LR_SCHEDULES, "paper"),
                         default="constant",
                         help="'step': x lr-decay-rate every lr-step-epochs; 'paper': the "
                              "official code's schedule for this model (default: %(default)s)")
@@ -46,7 +47,7 @@ def add_parser(subparsers):
     parser.add_argument("--save-freq", type=_common.save_freq_value, default="epoch",
                         help="'epoch' or a number of batches between resumable backups "
                              "(default: %(default)s)")
-    parser.add_argument("--distribution", choices=("auto", "mirrored", "multi_worker", "none"),
+    parser.add_argument("--distribution", choices=choices.DISTRIBUTIONS,
                         default="auto",
                         help="'auto': MirroredStrategy when there are several GPUs; "
                              "'multi_worker': MultiWorkerMirroredStrategy configured by TF_CONFIG "

@@ -24,7 +24,6 @@ persistent tape), so the same samples serve all ``K - 1`` targets.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 import warnings
 import weakref
@@ -33,10 +32,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_equivariant.attacks.gradient import warn_if_probabilities
 from keras_equivariant.metrics.weibull import ReverseWeibullFit, fit_reverse_weibull
-from keras_equivariant.utils.io import atomic_write_json, read_json
-from keras_equivariant.utils.sampling import uniform_lp_ball
-from keras_equivariant.utils.validation import check_choice, check_images, check_positive_int
+from keras_equivariant.utils import resume
+from keras_equivariant.utils.compiled import cached_for_model
+from keras_equivariant.utils.sampling import sample_uniform_ball
+from keras_equivariant.utils.validation import (check_choice, check_images, check_norm,
+                                                check_positive_int)
 
 #: Named sampling budgets: ``(num_batches, num_samples_per_batch)``.
 PRESETS = {
@@ -50,7 +52,6 @@ PRESETS = {
 #: official code's L2 <= 3, Linf 0.1, L1 <= 30 on range-1 data).
 DEFAULT_RADII = {"1": 40.0, "2": 2.0, "inf": 0.1}
 
-_NORM_ALIASES = {"1": "1", "2": "2", "inf": "inf", 1: "1", 2: "2", np.inf: "inf"}
 _FORMAT = "keras_equivariant.clever_scores/1"
 
 
@@ -201,7 +202,8 @@ def clever_u(model, image, num_batches=None, num_samples_per_batch=None, radius=
     """Untargeted CLEVER score of one image: the minimum of the targeted scores over all
     classes other than the predicted one.
 
-    Naming: ``api.md`` and ART call the two budgets ``nb_batches`` and ``batch_size``. Here they
+    Naming: ART (and the official CLEVER code) call the two budgets ``nb_batches`` and
+    ``batch_size``. Here they
     are ``num_batches`` and ``num_samples_per_batch``, following the Keras convention of
     ``num_*`` for counts, and because in Keras ``batch_size`` means the number of inputs per
     forward/backward pass -- which is ``chunk_size`` here and independent of the statistical
@@ -302,10 +304,11 @@ def clever_scores(model, images, target_classes=None, num_batches=None,
         num_batches, num_samples_per_batch, radius, norm, preset, seed, clip, chunk_size:
             see ``clever_u``.
         output_path: optional JSON file. After every image the file is rewritten atomically
-            with the configuration and all results so far. If it already exists with the same
-            configuration and images, finished images are loaded instead of recomputed; a
-            different configuration, or a model whose clean logits do not reproduce the
-            loaded results, raises a ``ValueError``.
+            with the configuration and all results so far, under the identity of the run
+            (settings, a fingerprint of the images and of the model weights;
+            ``keras_equivariant.utils.resume``). If it already exists with the same identity,
+            finished images are loaded instead of recomputed; a different configuration,
+            other images or another model raises a ``ValueError`` naming what differs.
         verbose: 0 silent, 1 progress bar over images.
 
     Returns:
@@ -332,34 +335,25 @@ def clever_scores(model, images, target_classes=None, num_batches=None,
             )
     config = _resolve_config(num_batches, num_samples_per_batch, radius, norm, preset,
                              seed, chunk_size)
-    payload = {
-        "format": _FORMAT,
-        "config": {
-            "norm": config["norm"],
-            "radius": config["radius"],
-            "num_batches": config["num_batches"],
-            "num_samples_per_batch": config["num_samples_per_batch"],
-            "seed": None if seed is None else int(seed),
-            "clip": bool(clip),
-            "chunk_size": config["chunk_size"],
-            "target_classes": None if target_classes is None else target_classes.tolist(),
-            "image_digests": [hashlib.sha256(image.tobytes()).hexdigest()[:16]
-                              for image in images],
-        },
-        "results": [None] * num_images,
+    settings = {
+        "norm": config["norm"],
+        "radius": config["radius"],
+        "num_batches": config["num_batches"],
+        "num_samples_per_batch": config["num_samples_per_batch"],
+        "seed": None if seed is None else int(seed),
+        "clip": bool(clip),
+        "chunk_size": config["chunk_size"],
+        "target_classes": None if target_classes is None else target_classes.tolist(),
     }
+    identity = {"format": _FORMAT, **settings, "data": resume.array_fingerprint(images)}
+    payload = {"format": _FORMAT, "config": settings, "results": [None] * num_images}
     if output_path is not None:
-        existing = read_json(output_path)
+        identity["model_weights"] = resume.weights_fingerprint(model)
+        existing = resume.load(output_path, identity, what="CLEVER results",
+                               hint="Pass a new `output_path` or delete the file to start over.")
         if existing is not None:
-            if existing.get("format") != _FORMAT or existing.get("config") != payload["config"]:
-                raise ValueError(
-                    f"`output_path` {str(output_path)!r} holds CLEVER results for a different "
-                    "configuration or different images, so the run cannot resume from it. Pass "
-                    "a new `output_path` or delete the file to start over."
-                )
             payload["results"] = existing["results"]
     results = [None if r is None else CleverResult.from_dict(r) for r in payload["results"]]
-    _check_same_model(model, images, results, output_path)
     progress = keras.utils.Progbar(num_images, unit_name="image") if verbose else None
     for index in range(num_images):
         if results[index] is None:
@@ -369,65 +363,10 @@ def clever_scores(model, images, target_classes=None, num_batches=None,
                                      chunk_size, verbose=0)
             payload["results"][index] = results[index].to_dict()
             if output_path is not None:
-                atomic_write_json(output_path, payload)
+                resume.save(output_path, identity, payload)
         if progress is not None:
             progress.update(index + 1, values=[("score", results[index].score)])
     return results
-
-
-def _check_same_model(model, images, results, output_path):
-    """Raises if loaded results were computed with another model: the file records no model,
-    so the current model's clean logits must reproduce each result's predicted class and
-    margins."""
-    loaded = [index for index, result in enumerate(results) if result is not None]
-    if not loaded:
-        return
-    logits = np.asarray(keras.ops.convert_to_numpy(
-        model(tf.convert_to_tensor(images[loaded]), training=False)), dtype=np.float64)
-    for row, index in zip(logits, loaded):
-        result = results[index]
-        stored = [target.margin for target in result.targets]
-        current = [row[result.predicted_class] - row[target.target_class]
-                   for target in result.targets]
-        if (int(np.argmax(row)) != result.predicted_class
-                or not np.allclose(current, stored, rtol=1e-3, atol=1e-4)):
-            raise ValueError(
-                f"`output_path` {str(output_path)!r} holds CLEVER results of a different model: "
-                f"for image {index} it records predicted class {result.predicted_class} and "
-                f"margins {np.round(stored, 5).tolist()}, the current model gives class "
-                f"{int(np.argmax(row))} and margins {np.round(current, 5).tolist()}. Pass a new "
-                "`output_path` or delete the file to start over."
-            )
-
-
-def sample_lp_ball(num_samples, dimension, radius, norm, seed=None):
-    """Draws points uniformly in the Lp ball ``{x : ||x||_p <= radius}`` of ``R^dimension``.
-
-    CLEVER draws its samples on the device with the same sampler
-    (:func:`keras_equivariant.utils.sampling.uniform_lp_ball`); exposed for inspection and tests.
-
-    - L2: ``radius * u**(1/d) * n / ||n||_2`` with ``n ~ N(0, I)``, ``u ~ U(0, 1)``.
-    - L1: ``radius * u**(1/d) * s * e / ||e||_1`` with ``e ~ Exp(1)^d`` and random signs
-      ``s`` (``e / ||e||_1`` is uniform on the simplex).
-    - Linf: ``U(-radius, radius)^d``.
-
-    Args:
-        num_samples: number of points.
-        dimension: dimension ``d``.
-        radius: ball radius, > 0.
-        norm: ``"1"``, ``"2"`` or ``"inf"`` (or ``1``, ``2``, ``np.inf``).
-        seed: integer seed, or ``None`` for a non-deterministic draw.
-
-    Returns:
-        A float32 tensor ``(num_samples, dimension)``.
-    """
-    num_samples = check_positive_int(num_samples, "num_samples")
-    dimension = check_positive_int(dimension, "dimension")
-    radius = _check_radius(radius)
-    norm = _check_norm(norm)
-    generator = (tf.random.Generator.from_non_deterministic_state() if seed is None
-                 else tf.random.Generator.from_seed(seed))
-    return uniform_lp_ball([num_samples, dimension], radius, norm, generator.make_seeds(1)[:, 0])
 
 
 # --------------------------------------------------------------------------------------------
@@ -504,7 +443,7 @@ def _resolve_config(num_batches, num_samples_per_batch, radius, norm, preset, se
     if preset is not None:
         check_choice(preset, PRESETS, "preset")
     default_batches, default_samples = PRESETS[preset or "paper"]
-    norm = _check_norm(norm)
+    norm = check_norm(norm)
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
         raise ValueError(f"`seed` must be an integer or None; received {seed!r}.")
     return {
@@ -517,19 +456,6 @@ def _resolve_config(num_batches, num_samples_per_batch, radius, norm, preset, se
         "norm": norm,
         "chunk_size": check_positive_int(chunk_size, "chunk_size"),
     }
-
-
-def _check_norm(norm) -> str:
-    try:
-        canonical = _NORM_ALIASES.get(norm.lower() if isinstance(norm, str) else norm)
-    except TypeError:  # unhashable
-        canonical = None
-    if canonical is None or isinstance(norm, bool):
-        raise ValueError(
-            f"Unknown norm: received {norm!r}. Expected one of '1', '2', 'inf' "
-            "(or 1, 2, np.inf)."
-        )
-    return canonical
 
 
 def _check_radius(radius) -> float:
@@ -560,25 +486,15 @@ def _logits_at(model, image) -> np.ndarray:
         )
     if not np.all(np.isfinite(logits)):
         raise ValueError("The model returns NaN or infinite logits for this image.")
-    if logits.min() >= 0.0 and logits.max() <= 1.0 and abs(logits.sum() - 1.0) <= 1e-5:
-        warnings.warn(
-            "CLEVER: the model outputs look like probabilities (in [0, 1], summing to 1). "
-            "CLEVER is defined on logits: softmax saturation shrinks gradients and inflates "
-            "the score. Remove the final softmax (e.g. build the model with a linear output "
-            "layer).", stacklevel=4)
+    warn_if_probabilities(logits, model, stacklevel=5)
     return logits[0]
 
 
-# One compiled sampler per (model, configuration); weak keys so models can be collected.
-_SAMPLERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
 def _sampler_for(model, norm, chunk_size, clip, num_targets):
-    per_model = _SAMPLERS.setdefault(model, {})
-    key = (norm, chunk_size, clip, num_targets)
-    if key not in per_model:
-        per_model[key] = _GradientNormSampler(model, norm, chunk_size, clip, num_targets)
-    return per_model[key]
+    """The compiled sampler of one (model, configuration), from the shared per-model cache."""
+    return cached_for_model(
+        model, ("clever_sampler", norm, chunk_size, clip, num_targets),
+        lambda: _GradientNormSampler(model, norm, chunk_size, clip, num_targets))
 
 
 class _GradientNormSampler:
@@ -631,7 +547,7 @@ class _GradientNormSampler:
         for start in tf.range(0, num_samples, self.chunk_size):
             count = tf.minimum(self.chunk_size, num_samples - start)
             # One stateless draw per chunk, its seed taken from the per-image generator.
-            delta = uniform_lp_ball(tf.concat([[count], shape], axis=0), radius, self.norm,
+            delta = sample_uniform_ball(tf.concat([[count], shape], axis=0), radius, self.norm,
                                     self.generator.make_seeds(1)[:, 0])
             samples = image + delta
             if self.clip:

@@ -7,9 +7,15 @@ the same compiled forward pass as the clean batch, so ``eps=0`` reproduces the c
 exactly.
 
 Sweeps are resumable: with ``output_dir`` the report is rewritten atomically (CSV and JSON)
-after every finished budget, and a rerun with the same settings reuses the finished budgets
-instead of recomputing them (after a clean pass checks that the data give the same number of
-examples and clean accuracy).
+after every finished budget, under the identity of the sweep (settings, shard and a fingerprint
+of the model weights; ``keras_equivariant.utils.resume``). A rerun with the same identity
+reuses the finished budgets instead of recomputing them, after a clean pass checks that the
+data give the same number of examples and clean accuracy; another identity is refused.
+
+Sweeps can be split over machines: ``shard=(index, count)`` evaluates the batches
+``index, index + count, index + 2 * count, ...`` (each batch keeps the random-start seed of its
+position in the whole dataset), and :func:`merge_reports` adds the shards' counts up into the
+report the unsharded sweep gives, exactly.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import tensorflow as tf
 
 from keras_equivariant.attacks.gradient import compiled_logits, warn_if_probabilities
 from keras_equivariant.attacks.protocols import AttackSpec, default_eps, get_protocol
+from keras_equivariant.utils import resume
 from keras_equivariant.utils.io import atomic_write_json, atomic_write_text, read_json
 from keras_equivariant.utils.validation import check_eps, check_images, check_labels, check_positive_int
 
@@ -85,6 +92,8 @@ class RobustAccuracyReport(ReportFiles):
         num_examples: number of evaluated examples.
         seed: base seed of the random starts.
         max_batches: evaluated batches limit (``None``: the whole dataset).
+        num_clean_correct: number of examples classified correctly without attack.
+        shard: ``[index, count]`` for one shard of a split sweep, ``None`` for a whole one.
     """
 
     COLUMNS = CSV_COLUMNS
@@ -102,6 +111,8 @@ class RobustAccuracyReport(ReportFiles):
     num_examples: int | None = None
     seed: int = 0
     max_batches: int | None = None
+    num_clean_correct: int | None = None
+    shard: list | None = None
 
     def rows(self) -> list[dict]:
         """One dict per budget with the :data:`CSV_COLUMNS` keys."""
@@ -147,16 +158,39 @@ def as_dataset(dataset, batch_size: int = 128):
     )
 
 
-def iterate_batches(model, dataset, max_batches=None):
+def check_shard(shard):
+    """``shard`` as ``(index, count)`` with ``0 <= index < count`` (``None`` stays ``None``)."""
+    if shard is None:
+        return None
+    if (not isinstance(shard, (tuple, list)) or len(shard) != 2
+            or any(isinstance(value, bool) or not isinstance(value, (int, np.integer))
+                   for value in shard)):
+        raise ValueError(f"`shard` must be a pair (index, count) of integers; received {shard!r}.")
+    index, count = int(shard[0]), int(shard[1])
+    if count < 1 or not 0 <= index < count:
+        raise ValueError(
+            f"`shard` must satisfy 0 <= index < count; received index={index}, count={count}. "
+            "Shards are numbered from 0: (0, 2) and (1, 2) split a sweep in two."
+        )
+    return index, count
+
+
+def iterate_batches(model, dataset, max_batches=None, shard=None):
     """Yields ``(batch_index, images, labels, clean_correct)`` for validated batches.
 
     ``images`` is a float32 tensor in [0, 1], ``labels`` an int32 tensor and ``clean_correct`` a
-    NumPy bool array. Raises ``ValueError`` on bad batches before attacking them; warns once if
-    the model returns probabilities.
+    NumPy bool array. With ``shard=(index, count)`` only the batches whose position ``i`` in the
+    dataset has ``i % count == index`` are yielded (``batch_index`` stays ``i``). Raises
+    ``ValueError`` on bad batches before attacking them; warns once if the model returns
+    probabilities.
     """
+    shard = check_shard(shard)
+    first = True
     for index, element in enumerate(dataset):
         if max_batches is not None and index >= max_batches:
             return
+        if shard is not None and index % shard[1] != shard[0]:
+            continue
         if not isinstance(element, (tuple, list)) or len(element) < 2:
             raise ValueError(
                 "Every dataset element must be a pair (images, labels); received "
@@ -165,8 +199,9 @@ def iterate_batches(model, dataset, max_batches=None):
         images = check_images(element[0])
         tensor = tf.convert_to_tensor(images)
         logits = compiled_logits(model, images.shape[1:])(tensor)
-        if index == 0:
+        if first:
             warn_if_probabilities(logits, model)
+            first = False
         labels = check_labels(element[1], images.shape[0], int(logits.shape[-1]))
         clean_correct = np.argmax(logits.numpy(), axis=-1) == labels
         yield index, tensor, tf.convert_to_tensor(labels), clean_correct
@@ -190,11 +225,13 @@ def batch_seed(seed: int, batch_index: int) -> int:
     return int(seed) * 1_000_003 + int(batch_index)
 
 
-def _known_batches(dataset, max_batches):
+def _known_batches(dataset, max_batches, shard=None):
     cardinality = int(dataset.cardinality())
     total = cardinality if cardinality >= 0 else None
     if max_batches is not None:
         total = max_batches if total is None else min(total, max_batches)
+    if total is not None and shard is not None:
+        total = len(range(shard[0], total, shard[1]))
     return total
 
 
@@ -209,7 +246,7 @@ def _same_eps(first, second) -> bool:
 
 def robust_accuracy(model, dataset, attack="pgd", eps=None, protocol="default", norm="inf",
                     steps=None, step_size=None, restarts=None, loss=None, output_dir=None,
-                    max_batches=None, seed=0, model_name=None, verbose=1):
+                    max_batches=None, seed=0, model_name=None, verbose=1, shard=None):
     """Accuracy under attack for each budget in ``eps``, over a dataset of pixel images in [0, 1].
 
     Args:
@@ -231,6 +268,9 @@ def robust_accuracy(model, dataset, attack="pgd", eps=None, protocol="default", 
         seed: base seed of the random starts (each batch uses a fixed seed derived from it).
         model_name: name recorded in the report (default ``model.name``).
         verbose: 1 shows a progress bar per budget, 0 is silent.
+        shard: ``(index, count)`` evaluates only shard ``index`` (from 0) of ``count``: every
+            ``count``-th batch, starting at batch ``index``. Combine the shards' reports with
+            :func:`merge_reports`. ``None`` evaluates every batch.
 
     Returns:
         A :class:`RobustAccuracyReport`.
@@ -249,25 +289,33 @@ def robust_accuracy(model, dataset, attack="pgd", eps=None, protocol="default", 
     eps_pixel = protocol.to_pixel(eps_values)
     if max_batches is not None:
         max_batches = check_positive_int(max_batches, "max_batches")
+    shard = check_shard(shard)
     dataset = as_dataset(dataset)
     model_name = model_name or model.name
     report = RobustAccuracyReport(model_name=model_name, protocol=protocol.name,
                                   eps_unit=protocol.eps_unit, attack=spec.to_dict(),
-                                  seed=int(seed), max_batches=max_batches)
+                                  seed=int(seed), max_batches=max_batches,
+                                  shard=None if shard is None else list(shard))
     finished = {}
-    json_path = csv_path = None
+    json_path = csv_path = identity = None
     if output_dir is not None:
         stem = _file_stem(model_name, protocol.name, spec)
         json_path = Path(output_dir) / f"{stem}.json"
         csv_path = Path(output_dir) / f"{stem}.csv"
-        finished = _load_finished(json_path, report)
-        if finished:
-            report.clean_accuracy = finished["clean_accuracy"]
-            report.num_examples = finished["num_examples"]
-            # reused budgets are only valid for the same data (and model): check with a clean
-            # pass before reusing anything, even when every budget is already finished
-            _check_same_data(report, *_clean_counts(model, dataset, max_batches))
-    num_batches = _known_batches(dataset, max_batches)
+        identity = {**{name: getattr(report, name) for name in _IDENTITY_FIELDS},
+                    "model_weights": resume.weights_fingerprint(model)}
+        stored = resume.load(json_path, identity, what="a robust-accuracy sweep",
+                             hint="Use another output_dir, or delete the file to start over.")
+        if stored:
+            previous = RobustAccuracyReport.from_dict(stored)
+            report.clean_accuracy = previous.clean_accuracy
+            report.num_examples = previous.num_examples
+            report.num_clean_correct = previous.num_clean_correct
+            finished = {"rows": previous.rows()}
+            # reused budgets are only valid for the same data: check with a clean pass before
+            # reusing anything, even when every budget is already finished
+            _check_same_data(report, *_clean_counts(model, dataset, max_batches, shard))
+    num_batches = _known_batches(dataset, max_batches, shard)
 
     for value, value_pixel in zip(eps_values, eps_pixel):
         previous = next((row for row in finished.get("rows", []) if _same_eps(row["eps"], value)),
@@ -279,39 +327,87 @@ def robust_accuracy(model, dataset, attack="pgd", eps=None, protocol="default", 
                 print(f"{spec.attack} eps={value:g} [{protocol.eps_unit}] "
                       f"(pixel eps={value_pixel:.5g})")
             num_robust, num_correct, num_examples = _sweep_one(
-                model, dataset, spec, value_pixel, seed, max_batches, num_batches, verbose)
+                model, dataset, spec, value_pixel, seed, max_batches, num_batches, verbose,
+                shard)
             _check_same_data(report, num_correct, num_examples)
         _append(report, spec, value, value_pixel, num_robust)
         if json_path is not None and previous is None:
-            report.to_json(json_path)
-            report.to_csv(csv_path)
+            _write(report, json_path, csv_path, identity)
     if json_path is not None:
-        report.to_json(json_path)
-        report.to_csv(csv_path)
+        _write(report, json_path, csv_path, identity)
     return report
 
 
-def _sweep_one(model, dataset, spec, eps_pixel, seed, max_batches, num_batches, verbose):
+# What makes two sweeps the same sweep (with the model weights): resuming needs all equal.
+_IDENTITY_FIELDS = ("model_name", "protocol", "attack", "seed", "max_batches", "shard")
+
+
+def _write(report, json_path, csv_path, identity):
+    resume.save(json_path, identity, report.to_dict())
+    report.to_csv(csv_path)
+
+
+def merge_reports(reports) -> RobustAccuracyReport:
+    """Combines the reports of the shards ``(0, N) ... (N - 1, N)`` of one sweep into the report
+    of the whole sweep (identical to the unsharded one: counts are added, then divided).
+
+    Raises:
+        ValueError: the reports are not exactly the ``N`` shards of one sweep (other settings,
+            other budgets, a shard missing or given twice).
+    """
+    reports = list(reports)
+    if not reports:
+        raise ValueError("`reports` must hold the reports of every shard; received none.")
+    first = reports[0]
+    count = None if first.shard is None else first.shard[1]
+    found = sorted(tuple(report.shard) for report in reports if report.shard is not None)
+    if count is None or found != [(index, count) for index in range(count)]:
+        raise ValueError(
+            f"merge_reports needs one report per shard (0..N-1 of N); received shards "
+            f"{[report.shard for report in reports]}."
+        )
+    for report in reports[1:]:
+        for name in ("model_name", "protocol", "eps_unit", "attack", "seed", "max_batches",
+                     "eps", "eps_pixel", "step_size_pixel"):
+            if getattr(report, name) != getattr(first, name):
+                raise ValueError(
+                    f"Shard {report.shard} of {first.model_name!r} differs from shard "
+                    f"{first.shard} in {name}: {getattr(report, name)!r} vs "
+                    f"{getattr(first, name)!r}. Merge the shards of one sweep only (rerun the "
+                    "missing budgets on every shard)."
+                )
+    num_examples = sum(report.num_examples for report in reports)
+    num_clean_correct = sum(report.num_clean_correct for report in reports)
+    num_robust = [sum(values) for values in zip(*(report.num_robust for report in reports))]
+    return dataclasses.replace(
+        first, shard=None, num_examples=num_examples, num_clean_correct=num_clean_correct,
+        clean_accuracy=num_clean_correct / num_examples, num_robust=num_robust,
+        accuracy=[robust / num_examples for robust in num_robust])
+
+
+def _sweep_one(model, dataset, spec, eps_pixel, seed, max_batches, num_batches, verbose,
+               shard=None):
     progress = keras.utils.Progbar(num_batches, verbose=verbose, unit_name="batch",
                                    stateful_metrics=["clean_accuracy", "robust_accuracy"])
     num_robust = num_correct = num_examples = 0
-    for index, images, labels, clean_correct in iterate_batches(model, dataset, max_batches):
+    for position, (index, images, labels, clean_correct) in enumerate(
+            iterate_batches(model, dataset, max_batches, shard)):
         robust = robust_flags(model, spec, images, labels, clean_correct, eps_pixel,
                               batch_seed(seed, index))
         num_robust += int(robust.sum())
         num_correct += int(clean_correct.sum())
         num_examples += int(clean_correct.size)
-        progress.update(index + 1, [("clean_accuracy", num_correct / num_examples),
-                                    ("robust_accuracy", num_robust / num_examples)])
+        progress.update(position + 1, [("clean_accuracy", num_correct / num_examples),
+                                       ("robust_accuracy", num_robust / num_examples)])
     if num_examples == 0:
         raise ValueError("`dataset` yielded no examples.")
     return num_robust, num_correct, num_examples
 
 
-def _clean_counts(model, dataset, max_batches):
+def _clean_counts(model, dataset, max_batches, shard=None):
     """``(num_correct, num_examples)`` of the unperturbed data (forward passes only)."""
     num_correct = num_examples = 0
-    for _, _, _, clean_correct in iterate_batches(model, dataset, max_batches):
+    for _, _, _, clean_correct in iterate_batches(model, dataset, max_batches, shard):
         num_correct += int(clean_correct.sum())
         num_examples += int(clean_correct.size)
     if num_examples == 0:
@@ -323,6 +419,7 @@ def _check_same_data(report, num_correct, num_examples):
     clean_accuracy = num_correct / num_examples
     if report.num_examples is None:
         report.num_examples, report.clean_accuracy = num_examples, clean_accuracy
+        report.num_clean_correct = num_correct
     elif report.num_examples != num_examples or not math.isclose(report.clean_accuracy,
                                                                  clean_accuracy):
         raise ValueError(
@@ -340,24 +437,3 @@ def _append(report, spec, value, value_pixel, num_robust):
     report.step_size_pixel.append(float(spec.step_size_for(value_pixel)))
     report.num_robust.append(int(num_robust))
     report.accuracy.append(num_robust / report.num_examples)
-
-
-def _load_finished(json_path, report) -> dict:
-    """Reads a previous partial report at ``json_path`` if its settings match ``report``'s."""
-    payload = read_json(json_path)
-    if payload is None:
-        return {}
-    previous = RobustAccuracyReport.from_dict(payload)
-    mismatched = [
-        name for name in ("model_name", "protocol", "attack", "seed", "max_batches")
-        if getattr(previous, name) != getattr(report, name)
-    ]
-    if mismatched:
-        raise ValueError(
-            f"{str(json_path)!r} holds a sweep with different settings ({', '.join(mismatched)}: "
-            f"{[getattr(previous, name) for name in mismatched]} there, "
-            f"{[getattr(report, name) for name in mismatched]} now). Use another output_dir or "
-            "delete the file to start over."
-        )
-    return {"clean_accuracy": previous.clean_accuracy, "num_examples": previous.num_examples,
-            "rows": previous.rows()}

@@ -13,9 +13,8 @@ gradient norms. This module implements the fit of the official CLEVER code (``ml
 3. keep the initialization whose fit has the highest Kolmogorov-Smirnov p-value;
 4. map location and scale back to the units of ``S``.
 
-Guards (the plain MLE can diverge to shape -> inf, location -> inf with a good K-S p-value;
-see robustness-notes §1.5) fall back to the empirical maximum ``max(S)`` and say why in
-``status``.
+Guards (the plain MLE can diverge to shape -> inf, location -> inf with a good K-S p-value)
+fall back to the empirical maximum ``max(S)`` and say why in ``status``.
 """
 
 from __future__ import annotations

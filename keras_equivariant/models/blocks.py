@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import keras
 
+from keras_equivariant.choices import DEPTHS, VARIANTS
 from keras_equivariant.layers import Conv2D, GroupBatchNormalization, RotationConv2D, ScaleConv2D
 from keras_equivariant.utils.validation import check_choice, check_positive_int
-
-VARIANTS = ("equivariant", "paper")
-DEPTHS = (4, 10)
 
 # PyTorch's BatchNorm2d defaults (momentum 0.1 on the *new* batch, eps 1e-5) expressed in Keras,
 # whose momentum weighs the *old* running value: 1 - 0.1 = 0.9.

@@ -1,9 +1,12 @@
-"""Uniform sampling in Lp balls, shared by the attacks' random start and CLEVER."""
+"""Uniform sampling in Lp balls: the one sampler of the attacks' random start and of CLEVER
+(public as ``keras_equivariant.attacks.sample_uniform_ball``)."""
 
 from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
+
+from keras_equivariant.utils.validation import check_norm
 
 
 def per_example(values, like):
@@ -12,7 +15,7 @@ def per_example(values, like):
     return tf.reshape(values, shape)
 
 
-def uniform_lp_ball(shape, radius, norm, seed):
+def sample_uniform_ball(shape, radius, norm="inf", seed=(0, 0)):
     """Draws ``shape[0]`` points uniformly in the ``norm`` ball of radius ``radius``.
 
     Each point spans the non-batch axes of ``shape`` (``d`` coordinates in all).
@@ -24,19 +27,18 @@ def uniform_lp_ball(shape, radius, norm, seed):
 
     The ``u**(1/d)`` radius makes ``(||x|| / radius)**d ~ U(0, 1)``: uniform in the ball, unlike
     the ``radius * u`` some libraries use. Stateless, so usable inside ``tf.function``: the same
-    ``seed`` gives the same draw.
+    ``seed`` gives the same draw (pass it as a tensor input to vary it without retracing).
 
     Args:
         shape: ``(batch, ...)``, a list or 1-D int tensor.
         radius: ball radius (float or scalar tensor).
-        norm: ``"1"``, ``"2"`` or ``"inf"`` (already normalized by the caller).
+        norm: ``"1"``, ``"2"`` or ``"inf"`` (also ``1``, ``2``, ``np.inf``).
         seed: two integers (or an int tensor of shape ``(2,)``).
 
     Returns:
         A float32 tensor of ``shape``.
     """
-    if norm not in ("1", "2", "inf"):
-        raise ValueError(f"`norm` must be one of '1', '2', 'inf'; received {norm!r}.")
+    norm = check_norm(norm)
     shape = tf.convert_to_tensor(shape, tf.int32)
     radius = tf.cast(radius, tf.float32)
     seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)

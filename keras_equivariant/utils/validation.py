@@ -6,10 +6,13 @@ Every check runs eagerly, *before* any expensive work, and raises a ``ValueError
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Iterable, Sequence
 
 import numpy as np
+
+from keras_equivariant.choices import NORMS
 
 
 def check_choice(value, choices: Iterable, name: str):
@@ -20,6 +23,32 @@ def check_choice(value, choices: Iterable, name: str):
             f"Unknown {name}: received {value!r}. Expected one of {choices}."
         )
     return value
+
+
+def check_norm(norm, norms: Sequence[str] = NORMS, name: str = "norm") -> str:
+    """The canonical spelling (``"1"``, ``"2"`` or ``"inf"``) of a perturbation norm.
+
+    Accepted spellings, for every function of the library: the strings ``"1"``, ``"2"``,
+    ``"inf"`` (any case), the integers ``1`` and ``2``, and ``float("inf")`` / ``np.inf``.
+    ``norms`` restricts the result (the attacks support ``("inf", "2")``).
+    """
+    if isinstance(norm, str):
+        key = norm.lower()
+    elif isinstance(norm, numbers.Real) and not isinstance(norm, bool) and math.isinf(norm) \
+            and norm > 0:
+        key = "inf"
+    elif isinstance(norm, numbers.Real) and not isinstance(norm, bool) \
+            and float(norm).is_integer():
+        key = str(int(norm))
+    else:
+        key = None
+    if key not in NORMS or key not in norms:
+        spellings = ", ".join(repr(value) for value in norms)
+        numbers_ = ", ".join("np.inf" if value == "inf" else value for value in norms)
+        raise ValueError(
+            f"Unknown {name}: received {norm!r}. Expected one of {spellings} (or {numbers_})."
+        )
+    return key
 
 
 def check_positive_int(value, name: str, minimum: int = 1) -> int:

@@ -15,13 +15,13 @@ equivariance_<model>.png      for models with a lifting RotationConv2D: the grou
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 
 import keras
 import numpy as np
 
+from keras_equivariant.utils import resume
 from keras_equivariant.utils.io import atomic_write_json, read_json
 from keras_equivariant.utils.validation import (check_choice, check_eps, check_images,
                                                 check_labels, check_positive_int)
@@ -34,14 +34,6 @@ from keras_equivariant.visualize.tolerance import (DEFAULT_FRACTIONS, FILLS,
 
 _ARRAY_KEYS = ("fractions", "tolerance", "first_flip", "clean_correct", "correct",
                "label_probability", "predictions", "image_indices")
-
-
-def weights_fingerprint(model):
-    """A SHA-1 of the model's weights: identifies the trained model behind cached results."""
-    digest = hashlib.sha1()
-    for weight in model.weights:
-        digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight)).tobytes())
-    return digest.hexdigest()
 
 
 def lifting_rotation_layer(model):
@@ -63,8 +55,11 @@ def _file_safe(name):
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
-def _load_cached(entry, settings, fingerprint):
-    if not entry or entry.get("settings") != settings or entry.get("fingerprint") != fingerprint:
+def _load_cached(entry, identity, path):
+    """The cached tolerance result of one model, or None when absent or computed for another
+    identity (documented behaviour: recomputed, never reused)."""
+    if not entry or not resume.matches(entry.get(resume.IDENTITY_KEY), identity, path,
+                                       on_mismatch="recompute"):
         return None
     result = dict(entry["result"])
     for key in _ARRAY_KEYS:
@@ -143,18 +138,18 @@ def write_explanations(models, images, labels, output_dir, model_names=None, num
     tolerance_labels = labels[:num_tolerance_images]
     settings = {"fill": fill, "seed": int(seed), "fractions": list(DEFAULT_FRACTIONS),
                 "num_images": int(len(tolerance_images)),
-                "images_sha1": hashlib.sha1(tolerance_images.tobytes()).hexdigest()}
+                "data": resume.array_fingerprint(tolerance_images, tolerance_labels)}
     cache_path = output_dir / "tolerance.json"
     cache = read_json(cache_path, default={}) or {}
     results = {}
     for model, name in zip(models, model_names):
-        fingerprint = weights_fingerprint(model)
-        result = _load_cached(cache.get(name), settings, fingerprint)
+        identity = {**settings, "model_weights": resume.weights_fingerprint(model)}
+        result = _load_cached(cache.get(name), identity, cache_path)
         if result is None:
             say(f"perturbation tolerance of {name} on {len(tolerance_images)} images")
             result = perturbation_tolerance(model, tolerance_images, tolerance_labels, fill=fill,
                                             seed=seed, verbose=verbose)
-            cache[name] = {"settings": settings, "fingerprint": fingerprint, "result": result}
+            cache[name] = {resume.IDENTITY_KEY: identity, "result": result}
             atomic_write_json(cache_path, cache)
         else:
             say(f"perturbation tolerance of {name}: reusing {cache_path}")

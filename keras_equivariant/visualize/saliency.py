@@ -21,11 +21,10 @@ import warnings
 import keras
 import numpy as np
 
+from keras_equivariant.choices import EXPLANATION_METHODS as METHODS
 from keras_equivariant.utils.validation import (check_choice, check_images, check_labels,
                                                 check_positive_int)
 from keras_equivariant.visualize._plotting import new_figure, save_figure
-
-METHODS = ("saliency", "smoothgrad", "gradcam++")
 
 
 def _as_functional(model):

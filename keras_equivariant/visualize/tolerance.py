@@ -26,11 +26,10 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from keras_equivariant.choices import TOLERANCE_FILLS as FILLS
 from keras_equivariant.utils.validation import (check_choice, check_images, check_labels,
                                                 check_positive_int)
 from keras_equivariant.visualize._plotting import new_figure, save_figure
-
-FILLS = ("zero", "mean")
 DEFAULT_FRACTIONS = tuple(np.round(np.linspace(0.0, 1.0, 51), 4).tolist())
 
 

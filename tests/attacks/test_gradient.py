@@ -1,4 +1,6 @@
-"""FGSM / PGD / random-noise attacks: robustness-notes §7.2 items 1-7 and 13, plus bad input.
+"""FGSM / PGD / random-noise attacks: the eps-ball and [0, 1] guarantees, determinism, no
+retracing, the PGD >= FGSM and best-iterate properties, the gradient-masking baseline, plus
+bad input.
 
 The toy model is a tiny CNN trained on synthetic stripes (tests/attack_toys.py): 3 classes,
 8x8 grey images, ~94 % clean accuracy, accuracy falling gradually with eps.

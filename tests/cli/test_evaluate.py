@@ -120,3 +120,69 @@ def test_skip_attacks_without_corruptions_is_refused(trained_model_path, tmp_pat
     assert code == 2
     assert "--skip-attacks leaves nothing to evaluate" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_corruption_cells_of_other_sample_sizes_or_models_are_not_reused(
+        trained_model_path, tmp_path, capsys):
+    """Regression: a rerun with another --max-examples (or another model) reused the finished
+    cells, so one corruptions.csv mixed sample sizes and models with exit code 0."""
+    import keras
+
+    data_dir = _write_cifar10_c(tmp_path / "data", ["fog"], per_severity=20)
+    output = tmp_path / "out"
+    command = ["evaluate", str(trained_model_path), "--skip-attacks", "--data-dir",
+               str(data_dir), "--output-dir", str(output), "--corruptions", "fog",
+               "--severities", "1"]
+    assert main(command + ["--max-examples", "10"]) == 0
+    before = (output / "corruptions" / "corruptions.csv").read_text()
+    capsys.readouterr()
+    assert main(command + ["--max-examples", "20", "--severities", "2"]) == 2
+    message = capsys.readouterr().err
+    assert "max_examples: stored 10, requested 20" in message and "not reused" in message
+    other = keras.saving.load_model(trained_model_path)
+    other.layers[-1].kernel.assign(other.layers[-1].kernel * 2.0)
+    other_path = tmp_path / "other.keras"
+    other.save(other_path)
+    other_command = [str(other_path) if part == str(trained_model_path) else part
+                     for part in command]
+    assert main(other_command + ["--max-examples", "10", "--severities", "2"]) == 2
+    assert "a different model" in capsys.readouterr().err
+    assert (output / "corruptions" / "corruptions.csv").read_text() == before
+
+
+def test_two_shards_and_merge_give_the_unsharded_files(trained_model_path, tiny_data_dir,
+                                                      tmp_path):
+    data_dir = _write_cifar10_c(tmp_path / "c", ["fog"], per_severity=10)
+    for name in ("cifar10_tiny.npz",):  # the attack sweep's test images beside CIFAR-10-C
+        source = next(tiny_data_dir.glob("*.npz"))
+        (data_dir / name).write_bytes(source.read_bytes())
+    common = [str(trained_model_path), "--data-dir", str(data_dir), "--max-examples", "10",
+              "--batch-size", "4", "--steps", "2", "--eps", "0", "4/255", "--corruptions",
+              "fog", "--severities", "1"]
+    assert main(["evaluate", *common, "--output-dir", str(tmp_path / "whole")]) == 0
+    sharded = tmp_path / "sharded"
+    for shard in ("1/2", "0/2"):
+        assert main(["evaluate", *common, "--output-dir", str(sharded), "--shard", shard]) == 0
+    assert (sharded / "shard-0-of-2").is_dir() and not list(sharded.glob("*.json"))
+    assert main(["evaluate", str(trained_model_path), "--merge", "--output-dir",
+                 str(sharded)]) == 0
+    for path in sorted((tmp_path / "whole").glob("*.json")):
+        whole, merged = json.loads(path.read_text()), json.loads((sharded / path.name).read_text())
+        for key in ("eps", "accuracy", "num_robust", "num_examples", "clean_accuracy"):
+            assert merged[key] == whole[key], (path.name, key)
+        assert (sharded / path.with_suffix(".csv").name).read_text() == \
+            path.with_suffix(".csv").read_text()
+    assert len(list((tmp_path / "whole").glob("*.json"))) == 2
+    assert (sharded / "corruptions" / "corruptions.csv").read_text() == \
+        (tmp_path / "whole" / "corruptions" / "corruptions.csv").read_text()
+
+
+def test_merge_without_shards_exits_1_and_bad_shards_exit_2(trained_model_path, tmp_path,
+                                                           capsys):
+    assert main(["evaluate", str(trained_model_path), "--merge", "--output-dir",
+                 str(tmp_path)]) == 1
+    assert "No shard results" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as error:
+        main(["evaluate", str(trained_model_path), "--shard", "2/2"])
+    assert error.value.code == 2
+    assert "0 <= I < N" in capsys.readouterr().err

@@ -91,3 +91,49 @@ def test_a_model_that_is_not_an_image_classifier_exits_2(capsys, tmp_path, comma
     assert "is not an image classifier" in message
     assert "(None, 8, 8, 3)" in message
     assert not (tmp_path / "saved").exists()
+
+
+def _environment_without_tf_log_level():
+    environment = dict(os.environ)
+    environment.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    return environment
+
+
+@pytest.mark.parametrize("arguments", [["--help"], ["evaluate", "--help"], ["train", "--help"]])
+def test_help_is_answered_without_importing_tensorflow(arguments):
+    completed = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "keras_equivariant", *arguments],
+        capture_output=True, text=True, timeout=300, env=_environment_without_tf_log_level())
+    assert completed.returncode == 0
+    assert completed.stdout.startswith("usage: keras-equivariant")
+    imported = [line.rsplit("|", 1)[-1].strip() for line in completed.stderr.splitlines()
+                if line.startswith("import time:")]
+    assert "keras_equivariant.cli.main" in imported
+    assert not [name for name in imported if name.split(".")[0] in ("tensorflow", "keras")]
+
+
+def test_python_m_runs_the_command_line_without_tensorflow_logs(tmp_path):
+    """A CPU user sees the one-line error, not TensorFlow's C++ start-up lines (cuInit, ...)."""
+    command = [sys.executable, "-m", "keras_equivariant", "evaluate",
+               str(tmp_path / "absent.keras")]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                               env=_environment_without_tf_log_level())
+    assert completed.returncode == 1
+    assert completed.stderr.splitlines() == [
+        "keras-equivariant evaluate: error: No model file at "
+        f"{tmp_path / 'absent.keras'}. Pass the .keras file written by `keras-equivariant "
+        "train` (runs/<run name>/model.keras)."]
+
+
+def test_a_runtime_failure_exits_1_with_one_line(monkeypatch, capsys, tmp_path):
+    from keras_equivariant.cli import export
+
+    def failing(args):
+        raise RuntimeError("device out of memory\n<a long tensor dump>")
+
+    monkeypatch.setattr(export, "run", failing)
+    assert main(["export", str(tmp_path / "model.keras")]) == 1
+    message = capsys.readouterr().err
+    assert message.startswith("keras-equivariant export: error: RuntimeError: device out of "
+                              "memory")
+    assert len(message.strip().splitlines()) == 1 and "tensor dump" not in message

@@ -33,7 +33,8 @@ COMBINATIONS = [
 ]
 
 # Trainable parameters for 10 classes outside the RotationConv2D layers (whose kernel size depends
-# on the rotation layers' basis), and the official PyTorch totals (paper-notes §1.0).
+# on the rotation layers' basis), and the official PyTorch totals (the parameter counts of the
+# paper's official implementation, e2cnn's R2Conv included).
 NON_ROTATION_PARAMETERS = {
     ("BaselineCNN", 10, "paper"): 1_771_562,
     ("BaselineCNN", 4, "paper"): 99_210,
@@ -69,7 +70,8 @@ def _rotation_layers(model):
 
 def _e2cnn_coefficients(layer):
     """e2cnn's learnable basis coefficients of a 3x3 R2Conv between regular fields (or from
-    trivial input fields): 6 per (input channel, output field) pair (paper-notes §1.0)."""
+    trivial input fields): 6 per (input channel, output field) pair, the size of e2cnn's
+    3x3 kernel basis for these fields in the official models."""
     return 6 * layer.input_order * layer.input_fields * layer.filters
 
 

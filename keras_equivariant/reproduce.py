@@ -1,0 +1,371 @@
+"""Reproduction runs: train and evaluate a set of models with one protocol, write ``report.md``.
+
+``reproduce(preset, output_dir)`` is the Python API behind ``keras-equivariant reproduce``.
+
+Every stage (training, each attack sweep, CLEVER, the equivariance check) keeps its results
+in the model's run directory and is skipped when a rerun finds it done, so an interrupted
+``reproduce`` continues where it stopped. ``results.json`` is rewritten after every stage.
+
+Layout of ``<output-dir>`` (default ``runs/reproduce-<preset>``):
+
+```
+report.md  results.json  robust_accuracy_fgsm.png  robust_accuracy_pgd.png
+<run name>/               one `keras-equivariant train` run directory per model
+    evaluation/fgsm/ evaluation/pgd/   robust-accuracy CSV/JSON (resumable)
+    evaluation/clever_2.json           CLEVER scores per image (resumable)
+    evaluation/equivariance.json       relative errors of the logits under C4
+```
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+from keras_equivariant.choices import MODEL_NAMES
+
+# (model name, variant) pairs whose logits are invariant to 90-degree rotations by construction
+# (docs/model-summary.md, "Which models are rotation-invariant"); every other pair is a hybrid.
+C4_INVARIANT_MODELS = frozenset({("CascadedGCNN", "equivariant")})
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """What ``reproduce`` runs. Budgets ``eps`` are in the protocol's unit (pixels for
+    ``"default"``, the paper's normalized [-1, 1] units for ``"paper"``)."""
+
+    name: str
+    description: str
+    models: tuple
+    depth: int
+    variant: str
+    epochs: int
+    batch_size: int
+    lr_schedule: str  # "constant", "step", "cosine" or "paper" (the official per-model schedule)
+    max_train_examples: int | None
+    max_test_examples: int | None
+    protocol: str
+    eps: tuple
+    pgd_steps: int | None
+    clever_images: int
+    clever_preset: str
+    clever_norm: str
+    clever_num_batches: int | None  # None: the CLEVER preset's
+    clever_num_samples_per_batch: int | None
+    equivariance_images: int
+
+
+PRESETS = {
+    "quick": Preset(
+        name="quick",
+        description=(
+            "A CPU smoke reproduction, about 15 minutes on 2 CPU cores: 4 depth-4 models (3 "
+            "hybrids and the end-to-end C4-invariant CascadedGCNN) trained for 6 epochs on 4,660 training images (all of the shared CIFAR-10 subset, or a "
+            "class-balanced 4,660 of full CIFAR-10), evaluated on 400 class-balanced test images "
+            "with FGSM and PGD-10 (random start, default protocol, pixel eps), CLEVER-L2 on 2 "
+            "images with a reduced sampling budget. The numbers show that the pipeline works; "
+            "the models are far from converged."),
+        models=("BaselineCNN", "ParallelGCNN", "ParallelRotScaleGCNN", "CascadedGCNN"),
+        depth=4, variant="equivariant", epochs=6, batch_size=128, lr_schedule="constant",
+        max_train_examples=4660, max_test_examples=400, protocol="default",
+        eps=(0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255), pgd_steps=10,
+        clever_images=2, clever_preset="fast", clever_norm="2", clever_num_batches=100,
+        clever_num_samples_per_batch=16, equivariance_images=16,
+    ),
+    "paper": Preset(
+        name="paper",
+        description=(
+            "The paper's protocol: the five 10-layer models (official 'paper' variants), full "
+            "CIFAR-10, 200 epochs, Adam 1e-3, batch 128, the official per-model LR schedule, "
+            "no augmentation, evaluated on the full test set with the official FGSM/PGD-40 "
+            "protocol at eps 0.01..0.15 (normalized units = pixel eps/2), CLEVER-L2 with the "
+            "paper sampling budget (500 x 1024 per target class) on 20 images. Needs a GPU: about a day on one modern GPU, months on a CPU."),
+        models=MODEL_NAMES,
+        depth=10, variant="paper", epochs=200, batch_size=128, lr_schedule="paper",
+        max_train_examples=None, max_test_examples=None, protocol="paper",
+        eps=tuple(round(0.01 * step, 2) for step in range(16)), pgd_steps=None,
+        clever_images=20, clever_preset="paper", clever_norm="2", clever_num_batches=None,
+        clever_num_samples_per_batch=None, equivariance_images=100,
+    ),
+}
+
+
+def reproduce(preset="quick", output_dir=None, dataset="cifar10", data_dir=None, seed=0,
+              verbose=1):
+    """Runs ``preset`` (a ``Preset`` or a name in ``PRESETS``) into ``output_dir`` (default
+    ``runs/reproduce-<preset name>``); returns the results dict also written to
+    ``results.json``. Resumable: every stage keeps its results in the model's run directory
+    under the identity of the stage (``keras_equivariant.utils.resume``)."""
+    import keras
+
+    from keras_equivariant import data, evaluation, layers, metrics, training  # noqa: F401
+    from keras_equivariant.utils import io, resume
+
+    if isinstance(preset, str):
+        preset = PRESETS[_check_preset(preset)]
+    output_dir = Path(output_dir or f"runs/reproduce-{preset.name}")
+    results_path = output_dir / "results.json"
+    # Fail on missing data before any work, and record what the splits hold.
+    splits = {}
+    for split, limit in (("train", preset.max_train_examples), ("test", preset.max_test_examples)):
+        _, _, info = data.load_arrays(dataset, split, data_dir=data_dir, with_info=True)
+        used = info.num_examples if limit is None else min(limit, info.num_examples)
+        splits[split] = (f"{used} of the {info.num_examples} {split} images "
+                         f"({'all' if used == info.num_examples else 'class-balanced subset'}) "
+                         f"from {info.source}")
+    # results.json is a summary of the stage files: it is reused (wall times, stage times) only
+    # for the same preset, data and seed, and rebuilt from the stages otherwise.
+    identity = {"preset": dataclasses.asdict(preset), "dataset": dataset,
+                "data": splits, "seed": seed}
+    results = resume.load(results_path, identity, on_mismatch="recompute") or {}
+    results.pop(resume.IDENTITY_KEY, None)
+    results.update({
+        "preset": dataclasses.asdict(preset),
+        "dataset": {"name": dataset, **splits},
+        "hardware": hardware_description(),
+        # Only this preset's models: entries of models dropped from `--models` are not reported.
+        "models": {name: results.get("models", {}).get(name, {}) for name in preset.models},
+    })
+    start = time.perf_counter()
+    previous_seconds = results.get("wall_seconds_before_resume", 0.0) + results.get(
+        "wall_seconds_this_session", 0.0)
+    results["wall_seconds_before_resume"] = previous_seconds
+    results["load_average"] = {"cpu_cores": results["hardware"]["cpu_cores"],
+                               "start": _load_average(), "max": _load_average()}
+
+    def save():
+        load = _load_average()
+        if load is not None:
+            results["load_average"].update(end=load, max=max(load, results["load_average"]["max"]))
+        results["wall_seconds_this_session"] = time.perf_counter() - start
+        results["wall_seconds"] = previous_seconds + results["wall_seconds_this_session"]
+        resume.save(results_path, identity, results)
+
+    reports = {"fgsm": [], "pgd": []}
+    lr_schedules = {name: (training.PAPER_LR_SCHEDULES[name] if preset.lr_schedule == "paper"
+                           else preset.lr_schedule) for name in preset.models}
+    for index, model_name in enumerate(preset.models, start=1):
+        entry = results["models"][model_name]
+        entry.setdefault("stage_seconds", {})
+        header = f"[{index}/{len(preset.models)}] {model_name} (depth {preset.depth})"
+
+        print(f"{header}: training")
+        stage = time.perf_counter()
+        summary = training.train(
+            model_name, depth=preset.depth, variant=preset.variant, dataset=dataset,
+            epochs=preset.epochs, batch_size=preset.batch_size,
+            lr_schedule=lr_schedules[model_name], data_dir=data_dir, output_dir=output_dir,
+            seed=seed, max_train_examples=preset.max_train_examples,
+            max_test_examples=preset.max_test_examples, verbose=verbose)
+        entry["training"] = summary
+        entry["stage_seconds"].setdefault("training", time.perf_counter() - stage)
+        save()
+        run_dir = Path(summary["run_dir"])
+        model = keras.saving.load_model(summary["model_path"])  # written by `training.train`
+
+        print(f"{header}: FGSM and PGD sweeps")
+        stage = time.perf_counter()
+        model_reports = evaluation.attack_sweeps(
+            model, run_dir / "evaluation", attacks=("fgsm", "pgd"), eps=list(preset.eps),
+            protocol=preset.protocol, steps=preset.pgd_steps, dataset=dataset,
+            data_dir=data_dir, max_examples=preset.max_test_examples,
+            batch_size=preset.batch_size, model_name=model_name)
+        for attack, report in model_reports.items():
+            reports[attack].append(report)
+        entry["attacks"] = {attack: evaluation.accuracy_by_eps(report)
+                            for attack, report in model_reports.items()}
+        entry["stage_seconds"]["attacks"] = time.perf_counter() - stage
+        save()
+
+        if preset.clever_images > 0:
+            print(f"{header}: CLEVER-L{preset.clever_norm} ({preset.clever_preset}) on "
+                  f"{preset.clever_images} images")
+            stage = time.perf_counter()
+            entry["clever"] = evaluation.clever_summary(
+                model, run_dir / "evaluation" / f"clever_{preset.clever_norm}.json",
+                num_images=preset.clever_images, preset=preset.clever_preset,
+                norm=preset.clever_norm, num_batches=preset.clever_num_batches,
+                num_samples_per_batch=preset.clever_num_samples_per_batch, seed=seed,
+                dataset=dataset, data_dir=data_dir)
+            entry["stage_seconds"]["clever"] = time.perf_counter() - stage
+            save()
+
+        print(f"{header}: equivariance check (C4 rotations of the input, logits compared)")
+        entry["equivariance"] = evaluation.equivariance_errors(
+            model, run_dir / "evaluation" / "equivariance.json",
+            num_images=preset.equivariance_images, dataset=dataset, data_dir=data_dir)
+        save()
+
+    for attack, attack_reports in reports.items():
+        metrics.plot_robust_accuracy(
+            attack_reports, path=output_dir / f"robust_accuracy_{attack}.png",
+            title=f"{attack.upper()}, {preset.name} preset ({preset.protocol} protocol)")
+    io.atomic_write_text(output_dir / "report.md", render_report(results))
+    save()
+    print(f"report: {output_dir / 'report.md'} (wall time {results['wall_seconds']:.0f} s)")
+    return results
+
+
+def _check_preset(name):
+    from keras_equivariant.utils.validation import check_choice
+
+    return check_choice(name, PRESETS, "preset")
+
+
+def _load_average():
+    """The 1-minute load average, or None where the platform has none."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+def hardware_description():
+    """CPU model, core count, GPUs, versions and the library's git commit, for the report."""
+    import keras
+    import tensorflow as tf
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as file:
+            cpu = next(line.split(":", 1)[1].strip() for line in file
+                       if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    import keras_equivariant
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, timeout=10,
+                                cwd=Path(keras_equivariant.__file__).parent).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return {
+        "cpu": cpu,
+        "cpu_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+        else os.cpu_count(),
+        "gpus": [device.name for device in tf.config.list_physical_devices("GPU")],
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "keras_equivariant": keras_equivariant.__version__,
+        "git_commit": commit or None,
+    }
+
+
+def render_report(results):
+    """The markdown report: one table of headline numbers and one per attack."""
+    preset = results["preset"]
+    hardware = results["hardware"]
+    protocol_unit = "pixel units x 255" if preset["protocol"] == "default" else \
+        "normalized units (pixel eps = eps/2)"
+    lines = [
+        f"# keras-equivariant reproduce: `{preset['name']}` preset",
+        "",
+        preset["description"],
+        "",
+        f"- Data ({results['dataset']['name']}): train on {results['dataset']['train']}; "
+        f"test on {results['dataset']['test']}.",
+        f"- Models: depth {preset['depth']}, variant `{preset['variant']}`; {preset['epochs']} "
+        f"epochs, batch {preset['batch_size']}, Adam 1e-3, LR schedule `{preset['lr_schedule']}`, "
+        "no augmentation.",
+        f"- Attacks: `{preset['protocol']}` protocol, L-inf, eps in {protocol_unit}; PGD steps: "
+        f"{preset['pgd_steps'] or 'protocol default'}.",
+        f"- CLEVER: L{preset['clever_norm']}, radius = the library default, "
+        f"{_clever_budget(preset)}, {preset['clever_images']} class-balanced test images "
+        "(an estimate of the minimal adversarial distortion, not a certificate).",
+        f"- Equivariance: max relative error of the logits under 90/180/270-degree rotations of "
+        f"{preset['equivariance_images']} test images (0 = rotation-invariant predictions; "
+        "float32 round-off gives ~1e-6 for an exactly invariant model). \"claims C4 invariance\": "
+        "whether the architecture is rotation-invariant by construction; the hybrids (standard-"
+        "convolution branches or trunks) are not, so errors of order 1 are expected for them.",
+        f"- Hardware: {hardware['cpu']}, {hardware['cpu_cores']} cores, GPUs: "
+        f"{', '.join(hardware['gpus']) or 'none'}; TensorFlow {hardware['tensorflow']}, "
+        f"Keras {hardware['keras']}, keras-equivariant {hardware.get('keras_equivariant')} "
+        f"(commit {hardware.get('git_commit') or 'unknown'}).",
+        f"- Total wall time: {results.get('wall_seconds', 0) / 60:.1f} min"
+        f"{_load_text(results.get('load_average'))}.",
+        "",
+        "## Summary",
+        "",
+        "| model | parameters | train time (s) | clean acc. (%) | FGSM acc. @ largest eps (%) "
+        "| PGD acc. @ largest eps (%) | CLEVER median | claims C4 invariance "
+        "| C4 equivariance error |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for model_name, entry in results["models"].items():
+        training = entry.get("training", {})
+        attacks = entry.get("attacks", {})
+        clever = entry.get("clever")
+        equivariance = entry.get("equivariance")
+        lines.append(
+            f"| {model_name} | {training.get('num_parameters', 0):,} | "
+            f"{training.get('train_seconds', float('nan')):.0f} | "
+            f"{_percent(training.get('test_accuracy'))} | "
+            f"{_percent(_last(attacks.get('fgsm')))} | {_percent(_last(attacks.get('pgd')))} | "
+            f"{'n/a' if not clever else format(clever['median'], '.4g')} | "
+            f"{'yes' if claims_c4_invariance(model_name, preset['variant']) else 'no'} | "
+            f"{'n/a' if not equivariance else _format_error(equivariance['max_relative_error'])} "
+            "|")
+    for attack in ("fgsm", "pgd"):
+        eps_values = sorted({eps for entry in results["models"].values()
+                             for eps in entry.get("attacks", {}).get(attack, {})}, key=float)
+        if not eps_values:
+            continue
+        scale = 255 if preset["protocol"] == "default" else 1
+        lines += ["", f"## {attack.upper()} accuracy (%) per eps ({protocol_unit})", "",
+                  "| model | " + " | ".join(f"{float(eps) * scale:.3g}" for eps in eps_values)
+                  + " |",
+                  "|---|" + "---|" * len(eps_values)]
+        for model_name, entry in results["models"].items():
+            curve = entry.get("attacks", {}).get(attack, {})
+            lines.append(f"| {model_name} | "
+                         + " | ".join(_percent(curve.get(eps)) for eps in eps_values) + " |")
+    lines += ["", "Plots: `robust_accuracy_fgsm.png`, `robust_accuracy_pgd.png`. Raw numbers: "
+              "`results.json`.", ""]
+    return "\n".join(lines)
+
+
+def _clever_budget(preset):
+    from keras_equivariant.metrics.clever import PRESETS as CLEVER_PRESETS
+
+    batches, samples = CLEVER_PRESETS[preset["clever_preset"]]
+    batches = preset["clever_num_batches"] or batches
+    samples = preset["clever_num_samples_per_batch"] or samples
+    return (f"`{preset['clever_preset']}` preset with {batches} batches x {samples} gradient "
+            "samples per target class")
+
+
+def claims_c4_invariance(model_name, variant):
+    """Whether ``model_name`` built with ``variant`` has logits invariant to 90-degree rotations
+    by construction (``C4_INVARIANT_MODELS``)."""
+    return (model_name, variant) in C4_INVARIANT_MODELS
+
+
+def _format_error(value):
+    """Relative errors: 3 significant digits, or 2 in scientific notation below 0.01
+    (``8.1e-07``: an exact invariance at float32 round-off must not print as 0.0)."""
+    return f"{value:.1e}" if value < 0.01 else f"{value:.3g}"
+
+
+def _load_text(load_average):
+    if not load_average or load_average.get("start") is None:
+        return ""
+    return (f"; 1-minute load average {load_average['start']:.1f} at the start, "
+            f"{load_average.get('end', load_average['start']):.1f} at the end, "
+            f"{load_average.get('max', load_average['start']):.1f} at most (sampled after every "
+            f"stage) on {load_average['cpu_cores']} cores: above the core count, other jobs "
+            "shared the CPU and stretched the times")
+
+
+def _last(curve):
+    return None if not curve else list(curve.values())[-1]
+
+
+def _percent(value):
+    return "n/a" if value is None else f"{100 * value:.1f}"
