@@ -18,8 +18,11 @@ runs/<run_name>/
 A run that is killed resumes where it stopped when the same command is run again: weights,
 optimizer state and the epoch counter come back from ``backup/`` (written every epoch, or every
 ``save_freq`` batches for mid-epoch backups; an interrupted epoch restarts from its beginning
-with the weights of the latest mid-epoch backup). A finished run is not retrained; asked for
-more epochs, it continues from ``checkpoints/last.keras``.
+with the weights of the latest mid-epoch backup). A run killed after its last epoch (during the
+final save or test evaluation) is not retrained: the rerun evaluates ``checkpoints/last.keras``.
+A finished run is not retrained; asked for more epochs, it continues from
+``checkpoints/last.keras``. Each start prints what it reuses ("Resuming at epoch 3 from
+runs/<run>/backup/.").
 """
 
 from __future__ import annotations
@@ -226,9 +229,11 @@ def train(model_name, depth=10, variant="equivariant", dataset="cifar10", epochs
         print(f"{run_dir}: already trained ({summary['epochs_completed']} epochs); skipping.")
         return summary
     checkpoint_path = run_dir / "checkpoints" / "last.keras"
-    # A finished run asked for more epochs continues from its last checkpoint.
-    initial_epoch = summary["epochs_completed"] if summary is not None and summary.get(
-        "completed") and checkpoint_path.exists() else 0
+    backup_dir = run_dir / "backup"
+    # checkpoints/last.keras holds the model after the last epoch that history.csv records. A run
+    # continues from it when it is asked for more epochs, and when it was killed after `fit`
+    # returned (during the final save or test evaluation): then only the evaluation is left.
+    initial_epoch = len(read_history(run_dir)) if checkpoint_path.exists() else 0
 
     # MultiWorkerMirroredStrategy must exist before other TensorFlow work; the data is loaded
     # next so that a missing data directory fails before any model is built.
@@ -272,9 +277,11 @@ def train(model_name, depth=10, variant="equivariant", dataset="cifar10", epochs
               "(`pip install tensorboard` turns them on); history.csv has the same numbers.")
     print(f"Training {model_name} (depth {depth}, {variant}) for {epochs} epochs on {dataset} "
           f"with {strategy.num_replicas_in_sync} replica(s); run directory {run_dir}")
-    model.fit(train_data, epochs=epochs, initial_epoch=initial_epoch, verbose=verbose,
-              shuffle=False,
-              callbacks=library_callbacks + list(callbacks or []))
+    print(_resume_message(backup_dir, checkpoint_path, initial_epoch, epochs))
+    if initial_epoch < epochs or backup_dir.exists():
+        model.fit(train_data, epochs=epochs, initial_epoch=initial_epoch, verbose=verbose,
+                  shuffle=False,
+                  callbacks=library_callbacks + list(callbacks or []))
 
     model_path = run_dir / "model.keras"
     model.save(model_path)
@@ -297,6 +304,20 @@ def train(model_name, depth=10, variant="equivariant", dataset="cifar10", epochs
     }
     io.atomic_write_json(run_dir / "summary.json", summary)
     return summary
+
+
+def _resume_message(backup_dir, checkpoint_path, initial_epoch, epochs):
+    """Says what a (re)started run reuses: a ``backup/``, the last checkpoint, or nothing."""
+    backup = io.read_json(backup_dir / "training_metadata.json")
+    if backup is not None:
+        # BackupAndRestore records the zero-based epoch that `fit` restarts at.
+        return f"Resuming at epoch {backup['epoch'] + 1} from {backup_dir}/."
+    if initial_epoch >= epochs:
+        return (f"All {initial_epoch} epochs are trained ({checkpoint_path}); finishing the "
+                "run's test evaluation and summary.")
+    if initial_epoch:
+        return f"Resuming at epoch {initial_epoch + 1} from {checkpoint_path}."
+    return "Starting at epoch 1."
 
 
 def read_history(run_dir):
