@@ -1,12 +1,12 @@
 """``keras-equivariant``: train, evaluate, certify, export and reproduce from the command line.
 
 ```
-keras-equivariant train ParallelGCNN --depth 4 --epochs 5 --data-dir ../shared/data
+keras-equivariant train ParallelGCNN --depth 4 --epochs 5 --data-dir data
 keras-equivariant evaluate runs/ParallelGCNN-d4-equivariant-cifar10-s0/model.keras --attack pgd
 keras-equivariant clever runs/.../model.keras --num-images 10
 keras-equivariant export runs/.../model.keras --name parallel_gcnn
-keras-equivariant reproduce --preset quick --data-dir ../shared/data
-keras-equivariant explain --models runs/a/model.keras runs/b/model.keras --data-dir ../shared/data
+keras-equivariant reproduce --preset quick --data-dir data
+keras-equivariant explain --models runs/a/model.keras runs/b/model.keras --data-dir data
 ```
 
 Exit codes: 0 success; 1 missing or unreadable data/model files; 2 invalid arguments (argparse
