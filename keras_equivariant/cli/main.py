@@ -9,7 +9,8 @@ keras-equivariant reproduce --preset quick --data-dir data
 keras-equivariant explain --models runs/a/model.keras runs/b/model.keras --data-dir data
 ```
 
-Exit codes: 0 success; 1 missing or unreadable data/model files; 2 invalid arguments (argparse
+Exit codes: 0 success; 1 missing or unreadable data/model files, or a runtime failure (e.g. a
+multi-worker peer died); 2 invalid arguments (argparse
 usage errors, unknown model names, bad values); 130 interrupted (rerun the command to resume).
 """
 
@@ -52,6 +53,9 @@ def main(argv=None):
     except ValueError as error:
         print(f"{prefix} {error}", file=sys.stderr)
         return 2
+    except RuntimeError as error:  # e.g. a multi-worker peer died: a runtime failure, not usage
+        print(f"{prefix} {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"\nkeras-equivariant {args.command}: interrupted; run the same command again to "
               "resume where it stopped.", file=sys.stderr)
