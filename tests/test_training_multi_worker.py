@@ -87,6 +87,7 @@ def data_dir(tmp_path):
     return write_tiny_cifar10(tmp_path / "data", num_train=48, num_test=16)
 
 
+@pytest.mark.slow  # about a minute on 2 quiet cores (two TensorFlow processes)
 def test_two_workers_train_identical_weights_and_only_the_chief_writes(data_dir, tmp_path):
     results = _run_workers(tmp_path, data_dir)
     for returncode, stdout, stderr in results:
