@@ -180,9 +180,13 @@ def train(model_name, depth=10, variant="equivariant", dataset="cifar10", epochs
         max_train_examples, max_test_examples: use only a deterministic, class-balanced
             subset of this many examples of each split (`data.stratified_indices`).
         save_freq: ``"epoch"`` or a number of batches between mid-epoch backups.
-        distribution: see ``select_strategy``.
+        distribution: see ``select_strategy``. With ``"multi_worker"`` the library's own
+            synchronous training step runs instead of ``model.fit`` (which does not run under
+            ``MultiWorkerMirroredStrategy`` in Keras 3); only the chief writes ``run_dir``, which
+            must be on a file system every worker sees.
         verbose: ``model.fit`` verbosity (``"auto"``: progress bar).
-        callbacks: extra Keras callbacks, run after the library's own.
+        callbacks: extra Keras callbacks, run after the library's own (not with
+            ``"multi_worker"``).
 
     Returns:
         The dict stored in ``summary.json``: ``run_dir``, ``model_path``, ``test_accuracy``,
