@@ -205,6 +205,12 @@ def train(model_name, depth=10, variant="equivariant", dataset="cifar10", epochs
     validation.check_choice(lr_schedule, LR_SCHEDULES, "lr_schedule")
     if save_freq != "epoch":
         validation.check_positive_int(save_freq, "save_freq")
+    validation.check_choice(distribution, DISTRIBUTIONS, "distribution")
+    if distribution == "multi_worker" and callbacks:
+        raise ValueError(
+            "`callbacks` are not supported with distribution='multi_worker' (its training loop is "
+            f"not `model.fit`); received {len(callbacks)} callback(s)."
+        )
     for name, value in (("max_train_examples", max_train_examples),
                         ("max_test_examples", max_test_examples)):
         if value is not None:
@@ -246,11 +252,6 @@ def train(model_name, depth=10, variant="equivariant", dataset="cifar10", epochs
     # next so that a missing data directory fails before any model is built.
     strategy = select_strategy(distribution)
     multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-    if multi_worker and callbacks:
-        raise ValueError(
-            "`callbacks` are not supported with distribution='multi_worker' (its training loop is "
-            f"not `model.fit`); received {len(callbacks)} callback(s)."
-        )
     is_chief = is_chief_worker(strategy)
     train_data = data.load_dataset(dataset, "train", data_dir=data_dir, batch_size=batch_size,
                                    shuffle=True, augment=augment, seed=seed,

@@ -36,6 +36,8 @@ def test_learning_rate_schedules():
     ({"variant": "exact"}, "variant"),
     ({"epochs": 0}, "epochs"),
     ({"save_freq": "batch"}, "save_freq"),
+    ({"distribution": "tpu"}, "distribution"),
+    ({"distribution": "multi_worker", "callbacks": [keras.callbacks.Callback()]}, "callbacks"),
 ])
 def test_bad_arguments_fail_before_any_work(tmp_path, arguments, message):
     values = {"model_name": "BaselineCNN", "depth": 4, "output_dir": tmp_path,
