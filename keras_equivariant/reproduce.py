@@ -64,8 +64,9 @@ PRESETS = {
         name="quick",
         description=(
             "A CPU smoke reproduction, about 15 minutes on 2 CPU cores: 4 depth-4 models (3 "
-            "hybrids and the end-to-end C4-invariant CascadedGCNN) trained for 6 epochs on 4,660 training images (all of the shared CIFAR-10 subset, or a "
-            "class-balanced 4,660 of full CIFAR-10), evaluated on 400 class-balanced test images "
+            "hybrids and the end-to-end C4-invariant CascadedGCNN) trained for 6 epochs on 4,660 training images (by default all of the "
+            "CIFAR-10 subset (4660 train / 846 test) shipped in the repository's data/ folder; "
+            "with --data-dir or tfds data a class-balanced 4,660 of them), evaluated on 400 class-balanced test images "
             "with FGSM and PGD-10 (random start, default protocol, pixel eps), CLEVER-L2 on 2 "
             "images with a reduced sampling budget. The numbers show that the pipeline works; "
             "the models are far from converged."),
@@ -112,7 +113,13 @@ def reproduce(preset="quick", output_dir=None, dataset="cifar10", data_dir=None,
     # Fail on missing data before any work, and record what the splits hold.
     splits = {}
     for split, limit in (("train", preset.max_train_examples), ("test", preset.max_test_examples)):
-        _, _, info = data.load_arrays(dataset, split, data_dir=data_dir, with_info=True)
+        try:
+            _, _, info = data.load_arrays(dataset, split, data_dir=data_dir, with_info=True)
+        except data.DataNotFoundError as error:
+            needs = (f"full {dataset} ({preset.name!r} uses every image)"
+                     if limit is None else f"{dataset} data")
+            raise data.DataNotFoundError(
+                f"The {preset.name!r} preset needs {needs}; none was found. {error}") from None
         used = info.num_examples if limit is None else min(limit, info.num_examples)
         splits[split] = (f"{used} of the {info.num_examples} {split} images "
                          f"({'all' if used == info.num_examples else 'class-balanced subset'}) "

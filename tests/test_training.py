@@ -36,6 +36,8 @@ def test_learning_rate_schedules():
     ({"variant": "exact"}, "variant"),
     ({"epochs": 0}, "epochs"),
     ({"save_freq": "batch"}, "save_freq"),
+    ({"distribution": "tpu"}, "distribution"),
+    ({"distribution": "multi_worker", "callbacks": [keras.callbacks.Callback()]}, "callbacks"),
 ])
 def test_bad_arguments_fail_before_any_work(tmp_path, arguments, message):
     values = {"model_name": "BaselineCNN", "depth": 4, "output_dir": tmp_path,
@@ -81,7 +83,8 @@ class _Recorder(keras.callbacks.Callback):
             self.first_epoch = epoch
 
 
-def test_interrupted_run_resumes_then_finished_run_is_skipped_or_extended(data_dir, tmp_path):
+def test_interrupted_run_resumes_then_finished_run_is_skipped_or_extended(data_dir, tmp_path,
+                                                                        capsys):
     arguments = dict(model_name="BaselineCNN", depth=4, epochs=3, batch_size=16,
                      data_dir=data_dir, output_dir=tmp_path / "runs", run_name="run",
                      save_freq=1, verbose=0)
@@ -94,7 +97,9 @@ def test_interrupted_run_resumes_then_finished_run_is_skipped_or_extended(data_d
     assert [row["epoch"] for row in training.read_history(run_dir)] == [0]
 
     recorder = _Recorder()
+    capsys.readouterr()
     summary = training.train(**arguments, callbacks=[recorder])
+    assert f"Resuming at epoch 2 from {run_dir / 'backup'}/." in capsys.readouterr().out
     # The rerun restarts the interrupted epoch 1 (not epoch 0) from the mid-epoch weights.
     assert recorder.first_epoch == 1
     for restored, saved in zip(recorder.weights, interrupt.weights):
@@ -113,6 +118,8 @@ def test_interrupted_run_resumes_then_finished_run_is_skipped_or_extended(data_d
     assert training.train(**arguments) == summary
     assert os.path.getmtime(summary["model_path"]) == model_time
     extended = training.train(**dict(arguments, epochs=4))
+    assert (f"Resuming at epoch 4 from {run_dir / 'checkpoints' / 'last.keras'}."
+            in capsys.readouterr().out)
     assert extended["epochs_completed"] == 4
     assert [row["epoch"] for row in training.read_history(run_dir)] == [0, 1, 2, 3]
     # The same data folder spelled differently is the same run.
@@ -120,6 +127,51 @@ def test_interrupted_run_resumes_then_finished_run_is_skipped_or_extended(data_d
         == extended
     with pytest.raises(ValueError, match="learning_rate: stored 0.001, requested 0.1"):
         training.train(**dict(arguments, epochs=4, learning_rate=0.1))
+
+
+class _FinalWeights(keras.callbacks.Callback):
+    """Records the weights when `fit` returns, and every epoch that starts."""
+
+    def __init__(self):
+        super().__init__()
+        self.epochs, self.weights = [], None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs.append(epoch)
+
+    def on_train_end(self, logs=None):
+        self.weights = [np.array(w) for w in self.model.get_weights()]
+
+
+def test_a_kill_after_the_last_epoch_only_finishes_the_evaluation(data_dir, tmp_path,
+                                                                   monkeypatch, capsys):
+    arguments = dict(model_name="BaselineCNN", depth=4, epochs=2, batch_size=16,
+                     data_dir=data_dir, output_dir=tmp_path / "runs", run_name="run", verbose=0)
+    run_dir = tmp_path / "runs" / "run"
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("simulated kill during the test evaluation")
+
+    trained = _FinalWeights()
+    with monkeypatch.context() as patch:
+        patch.setattr(keras.Model, "evaluate", killed)
+        with pytest.raises(KeyboardInterrupt):
+            training.train(**arguments, callbacks=[trained])
+    assert trained.epochs == [0, 1] and not (run_dir / "summary.json").exists()
+    checkpoint_time = os.path.getmtime(run_dir / "checkpoints" / "last.keras")
+    capsys.readouterr()
+
+    rerun = _FinalWeights()
+    summary = training.train(**arguments, callbacks=[rerun])
+    assert rerun.epochs == []  # nothing retrained
+    assert "All 2 epochs are trained" in capsys.readouterr().out
+    assert summary["completed"] and summary["epochs_completed"] == 2
+    rows = (run_dir / "history.csv").read_text().splitlines()[1:]
+    assert [row.split(",")[0] for row in rows] == ["0", "1"]  # no duplicate rows
+    assert os.path.getmtime(run_dir / "checkpoints" / "last.keras") == checkpoint_time
+    saved = keras.saving.load_model(summary["model_path"]).get_weights()
+    for final, trained_weight in zip(saved, trained.weights):
+        np.testing.assert_array_equal(final, trained_weight)
 
 
 def test_mirrored_strategy_on_two_logical_cpus(data_dir, tmp_path):

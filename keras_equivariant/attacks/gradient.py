@@ -272,13 +272,13 @@ def warn_if_probabilities(logits, model, stacklevel=3):
         )
 
 
-def _check_scalar_eps(eps, name="eps") -> float:
+def _check_scalar_eps(eps, name="eps", norm="inf") -> float:
     if np.ndim(eps) != 0:
         raise ValueError(
             f"`{name}` must be a single number for one attack; received {eps!r}. "
             "Use `keras_equivariant.metrics.robust_accuracy` to sweep several budgets."
         )
-    return check_eps(eps, name)[0]
+    return check_eps(eps, name, norm=norm)[0]
 
 
 def _prepare(model, images, labels, targeted, target_labels):
@@ -361,7 +361,7 @@ def pgd(model, images, labels=None, eps=DEFAULT_EPS, steps=PGD_STEPS, step_size=
     >>> adversarial = pgd(model, images, labels, eps=8 / 255, steps=10)
     """
     norm = normalize_norm(norm)
-    eps = _check_scalar_eps(eps)
+    eps = _check_scalar_eps(eps, norm=norm)
     steps = check_positive_int(steps, "steps")
     restarts = check_restarts(restarts, random_start)
     step_size = pgd_step_size(eps, steps, None if step_size is None
@@ -386,7 +386,7 @@ def fgsm(model, images, labels=None, eps=DEFAULT_EPS, norm="inf", loss="cross_en
     >>> adversarial = fgsm(model, images, labels, eps=8 / 255)
     """
     norm = normalize_norm(norm)
-    eps = _check_scalar_eps(eps)
+    eps = _check_scalar_eps(eps, norm=norm)
     check_choice(loss, LOSSES, "loss")
     images, goal, restore = _prepare(model, images, labels, targeted, target_labels)
     config = AttackConfig(norm, loss, bool(targeted), random_start=False, keep_best=False)
@@ -407,7 +407,7 @@ def random_noise(model, images, labels=None, eps=DEFAULT_EPS, norm="inf", num_sa
     >>> noisy = random_noise(model, images, labels, eps=8 / 255, num_samples=100)
     """
     norm = normalize_norm(norm)
-    eps = _check_scalar_eps(eps)
+    eps = _check_scalar_eps(eps, norm=norm)
     num_samples = check_positive_int(num_samples, "num_samples")
     images, goal, restore = _prepare(model, images, labels, False, None)
     config = AttackConfig(norm, "cross_entropy", targeted=False, random_start=True, keep_best=True)

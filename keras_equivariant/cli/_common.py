@@ -76,10 +76,12 @@ def load_model(path):
     layers).
 
     Raises:
-        FileNotFoundError: ``path`` is not a file, or not a ``.keras`` (zip) archive.
+        FileNotFoundError: ``path`` is not a file, not a ``.keras`` (zip) archive, or an
+            unreadable one (no ``config.json``, truncated weights).
         ValueError: the model does not map images ``(batch, height, width, channels)`` to logits
             ``(batch, num_classes)``.
     """
+    import json
     import zipfile
     from pathlib import Path
 
@@ -98,7 +100,15 @@ def load_model(path):
             f"{path} is not a .keras model archive (a .keras file is a zip archive). Pass the "
             ".keras file written by `keras-equivariant train` (runs/<run name>/model.keras)."
         )
-    model = keras.saving.load_model(path)
+    try:
+        model = keras.saving.load_model(path)
+    except (KeyError, OSError, EOFError, zipfile.BadZipFile, json.JSONDecodeError) as error:
+        # A zip without config.json (KeyError), truncated weights (h5py's OSError), ...
+        reason = error.args[0] if isinstance(error, KeyError) and error.args else error
+        raise FileNotFoundError(
+            f"{path} is not a readable .keras model: {reason}. The file is damaged or "
+            "incomplete; train or save the model again (runs/<run name>/model.keras)."
+        ) from None
     input_shapes = [tuple(tensor.shape) for tensor in model.inputs]
     output_shapes = [tuple(tensor.shape) for tensor in model.outputs]
     if (len(input_shapes) != 1 or len(input_shapes[0]) != 4 or len(output_shapes) != 1

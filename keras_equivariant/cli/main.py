@@ -1,7 +1,7 @@
 """``keras-equivariant``: train, evaluate, certify, export and reproduce from the command line.
 
 ```
-keras-equivariant train ParallelGCNN --depth 4 --epochs 5 --data-dir DATA_DIR
+keras-equivariant train ParallelGCNN --depth 4 --epochs 5 --data-dir data
 keras-equivariant evaluate runs/ParallelGCNN-d4-equivariant-cifar10-s0/model.keras --attack pgd
 keras-equivariant evaluate runs/.../model.keras --shard 0/4      # one of 4 machines; then
 keras-equivariant evaluate runs/.../model.keras --merge          # combine the 4 shards
@@ -16,7 +16,7 @@ imported (``--help`` and argument errors answer at once), and TensorFlow's C++ s
 are silenced unless ``--verbose`` is given or ``TF_CPP_MIN_LOG_LEVEL`` is already set.
 
 Exit codes: 0 success; 1 missing or unreadable data/model files, or any other failure while
-running (a one-line message, no traceback); 2 invalid arguments (argparse usage errors, unknown
+running, e.g. a multi-worker peer died (a one-line message, no traceback); 2 invalid arguments (argparse usage errors, unknown
 model names, bad values, settings that conflict with stored results); 130 interrupted (rerun
 the command to resume).
 """

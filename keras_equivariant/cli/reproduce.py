@@ -56,5 +56,10 @@ def run(args):
         overrides["description"] = (f"{preset.description} Overridden on the command line: "
                                     f"{options}; the settings listed below are the ones that ran.")
     preset = dataclasses.replace(preset, **overrides)
+    from keras_equivariant import data
+
+    # The quick preset's embedded default: the real CIFAR-10 subset shipped in the repository.
+    data_dir = args.data_dir if args.data_dir or preset.name != "quick" else data.sample_data_dir(
+        args.dataset)
     return pipeline.reproduce(preset, args.output_dir, dataset=args.dataset,
-                              data_dir=args.data_dir, seed=args.seed, verbose=args.verbose)
+                              data_dir=data_dir, seed=args.seed, verbose=args.verbose)

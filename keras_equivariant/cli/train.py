@@ -51,7 +51,8 @@ def add_parser(subparsers):
                         default="auto",
                         help="'auto': MirroredStrategy when there are several GPUs; "
                              "'multi_worker': MultiWorkerMirroredStrategy configured by TF_CONFIG "
-                             "(default: %(default)s)")
+                             "on every machine, --output-dir on a shared file system, only the "
+                             "chief writes (default: %(default)s)")
     parser.add_argument("--output-dir", default="runs", help="(default: %(default)s)")
     parser.add_argument("--run-name", default=None,
                         help="default: <model>-d<depth>-<variant>-<dataset>-s<seed>")

@@ -10,4 +10,5 @@ from keras_equivariant.data.catalog import (
     DatasetInfo,
     dataset_info,
 )
+from keras_equivariant.data.local import sample_data_dir
 from keras_equivariant.data.pipeline import load_arrays, load_dataset, stratified_indices

@@ -39,6 +39,36 @@ from keras_equivariant.data.catalog import (
 _PIXELS = int(np.prod(IMAGE_SHAPE))
 _ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 
+# A real CIFAR-10 sample ships in the repository's data/ folder (provenance in data/README.md),
+# not in the wheel (15.6 MB): it is there in a clone and an editable install.
+_SAMPLE_DATA_DIR = Path(__file__).resolve().parents[2] / "data"
+_SAMPLES = {"cifar10": ("cifar10_subset.npz", "CIFAR-10 subset (4660 train / 846 test)")}
+
+
+def sample_data_dir(name="cifar10"):
+    """The repository folder holding the shipped real sample of ``name``, or ``None``.
+
+    ``cifar10``: ``data/cifar10_subset.npz``, a CIFAR-10 subset (4660 train / 846 test) with its
+    provenance in ``data/README.md``. ``None`` for other datasets, and when the package was
+    installed from a wheel (the sample is repository data, not package data).
+
+    Example:
+
+    >>> train = load_dataset("cifar10", "train", data_dir=sample_data_dir())
+    """
+    sample = _SAMPLES.get(name)
+    if sample is None or not (_SAMPLE_DATA_DIR / sample[0]).is_file():
+        return None
+    return _SAMPLE_DATA_DIR
+
+
+def _npz_source(path):
+    """The source recorded for an ``.npz``: its path, and what it is for the shipped sample."""
+    for file_name, description in _SAMPLES.values():
+        if Path(path).resolve() == _SAMPLE_DATA_DIR / file_name:
+            return f"{path} (the {description} shipped in the repository)"
+    return str(path)
+
 
 def read_local(name, split, data_dir, corruption=None, severity=None):
     """Reads a validated request from ``data_dir``.
@@ -70,7 +100,7 @@ def _read_file(path, name, split, num_classes):
             "holding <corruption>.npy and labels.npy (or its parent holding CIFAR-10-C/)."
         )
     if path.suffix == ".npz":
-        return (*read_npz(path, split, num_classes), str(path))
+        return (*read_npz(path, split, num_classes), _npz_source(path))
     if path.name.endswith(_ARCHIVE_SUFFIXES):
         return (*read_archive(path, name, split, num_classes), str(path))
     raise DataFormatError(
@@ -128,7 +158,7 @@ def _read_cifar_dir(root, name, split, num_classes):
         looked_for.append(str(root / pattern))
     npz_file = _find_npz(root, npz_patterns)
     if npz_file:
-        return (*read_npz(npz_file, split, num_classes), str(npz_file)), looked_for
+        return (*read_npz(npz_file, split, num_classes), _npz_source(npz_file)), looked_for
     return None, looked_for
 
 

@@ -73,8 +73,9 @@ def load_dataset(name, split="train", data_dir=None, batch_size=128, shuffle=Non
     Example:
 
     ```python
-    # Offline, from a folder holding cifar10_subset.npz or cifar-10-python.tar.gz:
-    train = load_dataset("cifar10", "train", data_dir="../shared/data", augment=True, seed=0)
+    # Offline: the CIFAR-10 subset shipped in the repository (or any folder holding
+    # cifar-10-python.tar.gz or an .npz):
+    train = load_dataset("cifar10", "train", data_dir=sample_data_dir(), augment=True, seed=0)
     # Online (tensorflow-datasets downloads on first use):
     fog, info = load_dataset("cifar10_corrupted", "test", corruption="fog", severity=3,
                              with_info=True)

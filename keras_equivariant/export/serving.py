@@ -71,6 +71,9 @@ def export_saved_model(model, export_dir, fold=False):
         )
 
     def serve(images):
+        # The signature's declared shape is not enforced when it is called: without this check
+        # a model that folds the batch into other axes answers with the wrong number of rows.
+        images = tf.ensure_shape(images, (None,) + input_shape, name="images_shape_check")
         pixels = tf.cast(images, tf.float32) / 255.0
         logits = tf.cast(model(pixels, training=False), tf.float32)
         return {"logits": logits, "probabilities": tf.nn.softmax(logits, axis=-1)}

@@ -282,7 +282,7 @@ def robust_accuracy(model, dataset, attack="pgd", eps=None, protocol="default", 
     """
     protocol = get_protocol(protocol)
     spec = protocol.resolve(attack, norm, steps, step_size, restarts, loss)
-    eps_values = default_eps(protocol, spec.norm) if eps is None else check_eps(eps)
+    eps_values = default_eps(protocol, spec.norm) if eps is None else check_eps(eps, norm=spec.norm)
     for position, value in enumerate(eps_values):
         if any(_same_eps(value, other) for other in eps_values[:position]):
             raise ValueError(f"`eps` holds {value} twice; received {eps_values}.")

@@ -191,7 +191,7 @@ def sanity_checks(model, dataset, eps=DEFAULT_EPS, norm="inf", steps=10, num_noi
     norm = normalize_norm(norm)
     if np.ndim(eps) != 0:
         raise ValueError(f"`eps` must be a single budget; received {eps!r}.")
-    eps = check_eps(eps)[0]
+    eps = check_eps(eps, norm=norm)[0]
     if eps == 0:
         raise ValueError("`eps` must be > 0 for the sanity checks; received 0.")
     steps = check_positive_int(steps, "steps")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -63,8 +64,18 @@ def check_positive_int(value, name: str, minimum: int = 1) -> int:
     return int(value)
 
 
-def check_eps(eps, name: str = "eps") -> list[float]:
-    """Normalizes a scalar or a sequence of perturbation budgets to a list of floats >= 0."""
+# An L-inf ball of this radius around [0, 1] pixels reaches mid-gray from every pixel value: such
+# a budget was almost surely given in 0..255 units (eps=8 meant for eps=8/255).
+LARGE_LINF_EPS = 0.5
+
+
+def check_eps(eps, name: str = "eps", norm: str = "inf") -> list[float]:
+    """Normalizes a scalar or a sequence of perturbation budgets to a list of floats >= 0.
+
+    An L-inf budget (``norm="inf"``) of 0.5 or more warns (``UserWarning``): budgets are in pixel
+    units of [0, 1] images, and a value such as 8 was most likely meant as 8/255. Pass
+    ``norm="2"`` for L2 radii, where 0.5 is a usual budget.
+    """
     values = [eps] if np.ndim(eps) == 0 else list(np.asarray(eps).ravel())
     if not values:
         raise ValueError(f"`{name}` must hold at least one value; received {eps!r}.")
@@ -78,6 +89,15 @@ def check_eps(eps, name: str = "eps") -> list[float]:
                 "e.g. eps=8/255."
             )
         out.append(value)
+    large = [value for value in out if value >= LARGE_LINF_EPS]
+    if large and str(norm).lower() == "inf":
+        value = large[0]
+        meant = f"{value:g}/255" if value >= 1 else "a budget such as 8/255"
+        warnings.warn(
+            f"`{name}`={value:g} is a huge L-inf budget for [0, 1] pixels (>= {LARGE_LINF_EPS}: "
+            f"every pixel may move to mid-gray). Did you mean {meant}? Budgets are in pixel "
+            "units, e.g. eps=8/255 (CLI: --eps 8/255).",
+            UserWarning, stacklevel=2)
     return out
 
 

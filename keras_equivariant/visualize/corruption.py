@@ -9,7 +9,7 @@ import numpy as np
 
 from keras_equivariant.data.catalog import CORRUPTIONS
 from keras_equivariant.utils.io import read_json
-from keras_equivariant.visualize._plotting import new_figure, save_figure
+from keras_equivariant.visualize._plotting import new_figure, save_figure, wrap_text
 
 
 def _is_table(value):
@@ -130,7 +130,9 @@ def plot_corruption_heatmap(results, path, title=None):
     num_models = len(tables)
     largest = max(len(corruptions) for corruptions, _, _ in tables.values())
     figure, axes = new_figure(1, num_models,
-                              figsize=(1.2 + 3.4 * num_models, 1.2 + 0.32 * largest),
+                              # at least 2.6 inches: one corruption left no room for the titles
+                              # and squashed the colour bar
+                              figsize=(1.2 + 3.4 * num_models, max(2.6, 1.2 + 0.32 * largest)),
                               layout="constrained")
     image = None
     for axis, (model, (corruptions, severities, matrix)) in zip(axes[0], tables.items()):
@@ -150,8 +152,9 @@ def plot_corruption_heatmap(results, path, title=None):
         axis.set_yticklabels(corruptions, fontsize=7)
         axis.set_xlabel("severity", fontsize=8)
         mean = float(np.nanmean(matrix)) if np.isfinite(matrix).any() else float("nan")
-        axis.set_title(f"{model}\nmean accuracy {100 * mean:.1f}%", fontsize=8)
+        axis.set_title(wrap_text(f"{model}\nmean accuracy {100 * mean:.1f}%", 3.0, 8), fontsize=8)
     colorbar = figure.colorbar(image, ax=list(axes[0]), shrink=0.8)
     colorbar.set_label("accuracy", fontsize=8)
-    figure.suptitle(title or "CIFAR-10-C accuracy (%) by corruption and severity", fontsize=9)
+    figure.suptitle(wrap_text(title or "CIFAR-10-C accuracy (%) by corruption and severity",
+                              3.4 * num_models, 9), fontsize=9)
     return save_figure(figure, path)

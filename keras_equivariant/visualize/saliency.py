@@ -24,7 +24,7 @@ import numpy as np
 from keras_equivariant.choices import EXPLANATION_METHODS as METHODS
 from keras_equivariant.utils.validation import (check_choice, check_images, check_labels,
                                                 check_positive_int)
-from keras_equivariant.visualize._plotting import new_figure, save_figure
+from keras_equivariant.visualize._plotting import new_figure, save_figure, wrap_text
 
 
 def _as_functional(model):
@@ -303,8 +303,9 @@ def plot_saliency_comparison(models, images, path, labels=None, model_names=None
                 if labels is not None:
                     verdict = (" (ok)" if predictions[image_index] == labels[image_index] else
                                f" (true: {describe(labels[image_index])})")
-                axis.set_title(f"{name}\n{condition}\npredicted {describe(predictions[image_index])}"
-                               f"{verdict}", fontsize=6)
+                axis.set_title(wrap_text(f"{name}\n{condition}\npredicted "
+                                         f"{describe(predictions[image_index])}{verdict}", 1.45,
+                                         6), fontsize=6)
                 for method_index, method in enumerate(methods):
                     axis = axes[row, column + 1 + method_index]
                     axis.imshow(maps[method][image_index], cmap="inferno", vmin=0, vmax=1)
@@ -313,7 +314,7 @@ def plot_saliency_comparison(models, images, path, labels=None, model_names=None
         axis.set_xticks([])
         axis.set_yticks([])
     if title:
-        figure.suptitle(title, fontsize=9)
+        figure.suptitle(wrap_text(title, 1.6 * num_columns - 0.3, 9), fontsize=9)
     figure.tight_layout()
     return save_figure(figure, path)
 

@@ -29,7 +29,7 @@ import numpy as np
 from keras_equivariant.choices import TOLERANCE_FILLS as FILLS
 from keras_equivariant.utils.validation import (check_choice, check_images, check_labels,
                                                 check_positive_int)
-from keras_equivariant.visualize._plotting import new_figure, save_figure
+from keras_equivariant.visualize._plotting import new_figure, save_figure, wrap_text
 DEFAULT_FRACTIONS = tuple(np.round(np.linspace(0.0, 1.0, 51), 4).tolist())
 
 
@@ -194,7 +194,8 @@ def plot_tolerance_distribution(results, path, title=None):
     names = list(results)
     values = [np.asarray(results[name]["tolerance"], dtype=np.float64) for name in names]
     values = [value[np.isfinite(value)] for value in values]
-    figure, axes = new_figure(1, 1, figsize=(1.6 + 1.5 * len(names), 3.6))
+    width = 1.6 + 1.5 * len(names)
+    figure, axes = new_figure(1, 1, figsize=(width, 3.6))
     axis = axes[0, 0]
     positions = np.arange(1, len(names) + 1)
     drawable = [(position, value) for position, value in zip(positions, values) if value.size > 1]
@@ -213,14 +214,15 @@ def plot_tolerance_distribution(results, path, title=None):
     labels = []
     for name, value in zip(names, values):
         median = f"{np.median(value):.2f}" if value.size else "n/a"
-        labels.append(f"{name}\n(n={value.size}, median {median})")
+        labels.append(wrap_text(f"{name}\n(n={value.size}, median {median})", 1.35, 7))
     axis.set_xticks(positions)
     axis.set_xticklabels(labels, fontsize=7)
     axis.set_ylim(-0.02, 1.02)
     axis.set_ylabel("tolerance (removed fraction survived)")
     first = results[names[0]]
-    axis.set_title(title or f"Perturbation tolerance (pixels set to {first['fill']}; "
-                            "correctly classified clean images only)", fontsize=8)
+    axis.set_title(wrap_text(title or f"Perturbation tolerance (pixels set to {first['fill']}; "
+                                      "correctly classified clean images only)", width - 1.2, 8),
+                   fontsize=8)
     figure.tight_layout()
     return save_figure(figure, path)
 
@@ -251,7 +253,11 @@ def plot_tolerance_example(image, label, results, position, path, class_names=No
     names = list(results)
     height, width = image.shape[:2]
     describe = (lambda index: class_names[index]) if class_names is not None else str
-    figure, axes = new_figure(1, len(names) + 2, figsize=(2.6 * (len(names) + 2), 2.9))
+    # Constrained layout leaves room for the wrapped titles and the suptitle (tight_layout
+    # let the suptitle overlap the panel titles).
+    figure, axes = new_figure(1, len(names) + 2, figsize=(2.6 * (len(names) + 2), 2.9),
+                              layout="constrained")
+    panel = 2.3  # inches of text per panel
     axes = axes[0]
     axes[0].imshow(image.squeeze(), interpolation="nearest")
     axes[0].set_title(f"original\n(label: {describe(int(label))})", fontsize=8)
@@ -267,12 +273,13 @@ def plot_tolerance_example(image, label, results, position, path, class_names=No
             mask = masks[int(np.argmin(np.abs(fractions - tolerance)))]
             axis.imshow(apply_removal(image, mask[None], result["fill"])[0].squeeze(),
                         interpolation="nearest")
-            axis.set_title(f"{name}\nsurvives {tolerance:.2f} removed", fontsize=8)
+            axis.set_title(wrap_text(f"{name}\nsurvives {tolerance:.2f} removed", panel, 8),
+                           fontsize=8)
         else:
             axis.imshow(image.squeeze(), interpolation="nearest")
-            axis.set_title(f"{name}\nwrong on the clean image", fontsize=8)
+            axis.set_title(wrap_text(f"{name}\nwrong on the clean image", panel, 8), fontsize=8)
         curve = np.asarray(result["label_probability"][position])
-        line, = curve_axis.plot(fractions, curve, label=name)
+        line, = curve_axis.plot(fractions, curve, label=wrap_text(name, panel - 0.6, 6))
         if np.isfinite(tolerance):
             curve_axis.axvline(tolerance, color=line.get_color(), linestyle="--", linewidth=0.8)
         wrong = ~np.asarray(result["correct"][position], dtype=bool)
@@ -286,6 +293,5 @@ def plot_tolerance_example(image, label, results, position, path, class_names=No
     curve_axis.set_title("x = misclassified, -- = tolerance", fontsize=8)
     curve_axis.legend(fontsize=6)
     if title:
-        figure.suptitle(title, fontsize=9)
-    figure.tight_layout()
+        figure.suptitle(wrap_text(title, 2.6 * (len(names) + 2) - 0.4, 9), fontsize=9)
     return save_figure(figure, path)

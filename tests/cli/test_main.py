@@ -76,6 +76,34 @@ def test_a_file_that_is_not_a_keras_archive_exits_1(capsys, tmp_path):
     assert "File not found" not in message
 
 
+@pytest.mark.parametrize("damage", ["no_config", "truncated_weights"])
+@pytest.mark.parametrize("command", ["evaluate", "export"])
+def test_an_unreadable_keras_archive_exits_1(capsys, tmp_path, command, damage):
+    import zipfile
+
+    import keras
+
+    inputs = keras.Input((8, 8, 3))
+    outputs = keras.layers.Dense(3)(keras.layers.Flatten()(inputs))
+    keras.Model(inputs, outputs).save(tmp_path / "good.keras")
+    path = tmp_path / "model.keras"
+    with zipfile.ZipFile(tmp_path / "good.keras") as source, \
+            zipfile.ZipFile(path, "w") as damaged:
+        for name in source.namelist():
+            content = source.read(name)
+            if damage == "no_config" and name == "config.json":
+                continue
+            if damage == "truncated_weights" and name.endswith(".h5"):
+                content = content[:len(content) // 2]
+            damaged.writestr(name, content)
+    assert main([command, str(path), "--output-dir", str(tmp_path / "out")]) == 1
+    message = capsys.readouterr().err
+    assert message.startswith(f"keras-equivariant {command}: error: {path} is not a readable "
+                              ".keras model: ")
+    assert ("config.json" if damage == "no_config" else "truncated file") in message
+    assert len(message.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize("command", ["evaluate", "clever", "export"])
 def test_a_model_that_is_not_an_image_classifier_exits_2(capsys, tmp_path, command):
     import keras

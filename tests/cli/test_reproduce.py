@@ -52,3 +52,29 @@ def test_reproduce_writes_report_and_resumes(tiny_data_dir, tmp_path, capsys):
     for name, entry in results["models"].items():
         assert rerun["models"][name]["attacks"] == entry["attacks"]
         assert rerun["models"][name]["clever"] == entry["clever"]
+
+
+def test_quick_preset_defaults_to_the_shipped_cifar10_subset(monkeypatch, tmp_path):
+    from pathlib import Path
+
+    from keras_equivariant import data
+
+    used = {}
+    monkeypatch.setattr(reproduce, "reproduce",
+                        lambda preset, output_dir, **kwargs: used.update(kwargs, preset=preset))
+    assert main(["reproduce", "--output-dir", str(tmp_path)]) == 0
+    repository_data = Path(__file__).resolve().parents[2] / "data"
+    assert used["data_dir"] == data.sample_data_dir() == repository_data
+    assert main(["reproduce", "--data-dir", str(tmp_path), "--output-dir", str(tmp_path)]) == 0
+    assert used["data_dir"] == str(tmp_path)
+    # Presets that need full CIFAR-10 keep tensorflow-datasets (or --data-dir).
+    assert main(["reproduce", "--preset", "paper", "--output-dir", str(tmp_path)]) == 0
+    assert used["data_dir"] is None
+
+
+def test_paper_preset_says_it_needs_full_cifar10(capsys, tmp_path):
+    assert main(["reproduce", "--preset", "paper", "--data-dir", str(tmp_path / "nowhere"),
+                 "--output-dir", str(tmp_path / "out")]) == 1
+    message = capsys.readouterr().err
+    assert "The 'paper' preset needs full cifar10" in message and "nowhere" in message
+    assert not (tmp_path / "out").exists()

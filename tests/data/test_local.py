@@ -205,3 +205,17 @@ def test_pickle_with_non_uint8_pixels(tmp_path):
     (folder / "test_batch").write_bytes(pickle.dumps(payload))
     with pytest.raises(DataFormatError, match="test_batch.*dtype int64.*uint8"):
         load_arrays("cifar10", "test", data_dir=tmp_path)
+
+
+def test_the_shipped_cifar10_subset_is_real_and_labelled_as_a_subset():
+    from keras_equivariant.data import load_arrays, sample_data_dir
+
+    images, labels, info = load_arrays("cifar10", "train", data_dir=sample_data_dir(),
+                                       with_info=True)
+    assert images.shape == (4660, 32, 32, 3) and images.dtype == np.uint8
+    assert np.bincount(labels, minlength=10).min() >= 70
+    assert "CIFAR-10 subset (4660 train / 846 test)" in info.source
+    assert load_arrays("cifar10", "test", data_dir=sample_data_dir())[1].shape == (846,)
+    assert sample_data_dir("cifar100") is None
+    provenance = (sample_data_dir() / "README.md").read_text(encoding="utf-8")
+    assert "Krizhevsky" in provenance and "4660 train / 846 test" in provenance

@@ -87,11 +87,57 @@ def test_signature_seen_by_saved_model_cli(exported):
     assert "shape: (-1, 10)" in signature
 
 
-def test_folded_export_serves_the_same_function(exported, tmp_path):
+@pytest.fixture(scope="module")
+def exported_folded(exported, tmp_path_factory):
+    _, _, _, model = exported
+    return export_for_serving(model, "pgcnn", output_dir=tmp_path_factory.mktemp("folded"),
+                              fold=True)
+
+
+def test_folded_export_serves_the_same_function(exported, exported_folded):
     import tensorflow as tf
 
-    _, images, expected, model = exported
-    folded_path = export_for_serving(model, "pgcnn", output_dir=tmp_path, fold=True)
-    served = tf.saved_model.load(str(folded_path)).signatures["serving_default"]
+    _, images, expected, _ = exported
+    served = tf.saved_model.load(str(exported_folded)).signatures["serving_default"]
     logits = served(images=tf.constant(images))["logits"].numpy()
     np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("folded", [False, True], ids=["unfolded", "folded"])
+def test_every_export_refuses_a_wrong_image_shape_or_dtype(exported, exported_folded, folded):
+    import tensorflow as tf
+
+    path = exported_folded if folded else exported[0]
+    served = tf.saved_model.load(str(path)).signatures["serving_default"]
+    # A model that folds the batch into other axes used to answer a 48x48 batch of 4 with 9 rows.
+    for shape in [(4, 48, 48, 3), (1, 128, 128, 3), (2, 32, 32, 1), (32, 32, 3)]:
+        listed = ",".join(str(size) for size in shape)
+        with pytest.raises(tf.errors.InvalidArgumentError,
+                           match=rf"images \[{listed}\] is not compatible with expected shape "
+                                 r"\[\?,32,32,3\]"):
+            served(images=tf.constant(np.zeros(shape, np.uint8)))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="expected to be a uint8 tensor"):
+        served(images=tf.constant(np.zeros((2, 32, 32, 3), np.float32)))
+    assert served(images=tf.constant(np.zeros((2, 32, 32, 3), np.uint8)))["logits"].shape \
+        == (2, 10)
+
+
+def test_documented_saved_model_cli_commands_run(exported, tmp_path):
+    """Runs docs/serving.md's `saved_model_cli` block as written, on the exported model."""
+    path, _, _, _ = exported
+    binary_dir = Path(sys.executable).parent
+    if not (shutil.which("saved_model_cli") or (binary_dir / "saved_model_cli").exists()):
+        pytest.skip("saved_model_cli is not installed")
+    document = (Path(__file__).resolve().parents[2] / "docs" / "serving.md").read_text()
+    block = next(block for block in document.split("```bash\n")[1:]
+                 if "saved_model_cli run" in block).split("```")[0]
+    saved_models = tmp_path / "saved_models" / "parallel_gcnn"
+    saved_models.parent.mkdir()
+    saved_models.symlink_to(path.parent, target_is_directory=True)
+    completed = subprocess.run(
+        ["bash", "-e", "-c", block], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
+                 PATH=f"{binary_dir}{os.pathsep}{os.environ.get('PATH', '')}"))
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "Result for output key logits" in completed.stdout
+    assert "Result for output key probabilities" in completed.stdout
