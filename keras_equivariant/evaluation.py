@@ -27,8 +27,8 @@ _SHARD_PATTERN = re.compile(r"^shard-(\d+)-of-(\d+)$")
 
 def evaluate(model, output_dir, attacks=DEFAULT_ATTACKS, eps=None, protocol="default",
              steps=None, dataset="cifar10", data_dir=None, max_examples=None, batch_size=128,
-             corruptions=None, severities=(1, 2, 3, 4, 5), skip_attacks=False, model_name=None,
-             shard=None, verbose=1):
+             corruptions=None, severities=(1, 2, 3, 4, 5), skip_attacks=False, spatial=False,
+             spatial_eps=None, model_name=None, shard=None, verbose=1):
     """Attack sweeps and (optionally) the CIFAR-10-C sweep of ``model`` into ``output_dir``.
 
     Args:
@@ -39,21 +39,30 @@ def evaluate(model, output_dir, attacks=DEFAULT_ATTACKS, eps=None, protocol="def
         corruptions: CIFAR-10-C corruption names, ``["all"]``, or ``None`` for no CIFAR-10-C
             sweep; checked before any work.
         severities: CIFAR-10-C severities.
-        skip_attacks: run only the CIFAR-10-C sweep.
+        skip_attacks: run only the CIFAR-10-C (and/or spatial) sweep.
+        spatial: also run :func:`spatial_sweep` (worst-of-grid rotations/translations and the
+            accuracy-vs-rotation and -zoom curves) into ``output_dir/spatial``.
+        spatial_eps: with ``spatial``, also the combined threat model: the worst
+            transformation followed by L-inf PGD at this pixel budget.
         model_name: name in reports and file names (default ``model.name``).
         shard: ``(index, count)`` to evaluate one shard of the test set (see the module doc).
         verbose: 1 prints the reports and progress.
 
     Returns:
-        ``{"attacks": {attack: RobustAccuracyReport}, "corruptions": {name: {severity: acc}}}``
-        (the keys of what ran).
+        ``{"attacks": {attack: RobustAccuracyReport}, "corruptions": {name: {severity: acc}},
+        "spatial": {"worst_case": ..., "curves": ...}}`` (the keys of what ran).
     """
     from keras_equivariant.metrics.robust_accuracy import check_shard
 
-    if skip_attacks and not corruptions:
+    if skip_attacks and not (corruptions or spatial):
         raise ValueError("--skip-attacks leaves nothing to evaluate: add --corruptions (names or "
-                         "'all') for the CIFAR-10-C sweep, or drop --skip-attacks.")
+                         "'all') for the CIFAR-10-C sweep or --spatial, or drop --skip-attacks.")
     shard = check_shard(shard)
+    if spatial and shard is not None:
+        raise ValueError("The spatial sweep does not shard yet: run --spatial in an unsharded "
+                         "evaluate (it can reuse the same --output-dir), without --shard.")
+    if spatial_eps is not None and not spatial:
+        raise ValueError("`spatial_eps` (--spatial-eps) needs `spatial=True` (--spatial).")
     corruptions = check_corruption_names(corruptions) if corruptions else None
     output_dir = shard_directory(output_dir, shard)
     results = {}
@@ -70,7 +79,50 @@ def evaluate(model, output_dir, attacks=DEFAULT_ATTACKS, eps=None, protocol="def
             model, output_dir / "corruptions", corruptions=corruptions, severities=severities,
             data_dir=data_dir, max_examples=max_examples, batch_size=batch_size, shard=shard,
             verbose=verbose)
+    if spatial:
+        results["spatial"] = spatial_sweep(
+            model, output_dir / "spatial", eps=spatial_eps, dataset=dataset, data_dir=data_dir,
+            max_examples=max_examples, batch_size=batch_size, model_name=model_name,
+            verbose=verbose)
     return results
+
+
+#: ``spatial_sweep``'s grids: Engstrom et al.'s worst-of-grid (21 angles x 7 x 7 shifts) and
+#: the accuracy curves over a full turn and over zooms.
+SPATIAL_CURVE_ROTATIONS = tuple(range(0, 360, 5))
+SPATIAL_CURVE_SCALES = (0.8, 0.9, 1.0, 1.1, 1.25)
+
+
+def spatial_sweep(model, output_dir, rotations=None, translations=None, eps=None,
+                  dataset="cifar10", data_dir=None, max_examples=None, batch_size=128,
+                  model_name=None, verbose=1):
+    """Spatial robustness of ``model``: the worst-of-grid accuracy over ``rotations`` (degrees,
+    default -30..30 step 3) x ``translations`` (pixels, default -3..3 on both axes), with
+    ``eps`` also the worst transformation followed by L-inf PGD, and the accuracy /
+    consistency curves over :data:`SPATIAL_CURVE_ROTATIONS` and :data:`SPATIAL_CURVE_SCALES`.
+
+    Writes ``<model>_spatial.{json,csv}`` and ``<model>_transformation.{json,csv,png}`` into
+    ``output_dir``; each resumes by batch. Returns ``{"worst_case":
+    SpatialRobustAccuracyReport, "curves": TransformationAccuracyReport}``.
+    """
+    from keras_equivariant import data, metrics
+    from keras_equivariant.attacks.spatial import DEFAULT_ROTATIONS, DEFAULT_TRANSLATIONS
+
+    test_data = data.load_dataset(dataset, "test", data_dir=data_dir, batch_size=batch_size,
+                                  shuffle=False, max_examples=max_examples)
+    output_dir = Path(output_dir)
+    reports = {"worst_case": metrics.spatial_robust_accuracy(
+        model, test_data,
+        rotations=DEFAULT_ROTATIONS if rotations is None else rotations,
+        translations=DEFAULT_TRANSLATIONS if translations is None else translations,
+        eps=eps, output_dir=output_dir, model_name=model_name, verbose=verbose)}
+    reports["curves"] = metrics.transformation_accuracy(
+        model, test_data, rotations=SPATIAL_CURVE_ROTATIONS, scales=SPATIAL_CURVE_SCALES,
+        output_dir=output_dir, model_name=model_name, verbose=verbose)
+    if verbose:
+        for report in reports.values():
+            print(report)
+    return reports
 
 
 def shard_directory(output_dir, shard=None) -> Path:

@@ -38,7 +38,15 @@ def add_parser(subparsers):
     parser.add_argument("--severities", nargs="+", type=int, choices=(1, 2, 3, 4, 5),
                         default=[1, 2, 3, 4, 5])
     parser.add_argument("--skip-attacks", action="store_true",
-                        help="only run the CIFAR-10-C sweep")
+                        help="only run the CIFAR-10-C and/or spatial sweeps")
+    parser.add_argument("--spatial", action="store_true",
+                        help="also measure spatial robustness: accuracy under the worst of "
+                             "rotations -30..30 deg (step 3) x translations -3..3 px, and the "
+                             "accuracy / consistency curves over 0..355 deg and zooms "
+                             "0.8..1.25 (results in <output-dir>/spatial/)")
+    parser.add_argument("--spatial-eps", type=_common.eps_value, default=None,
+                        help="with --spatial: also the worst transformation followed by L-inf "
+                             "PGD at this pixel budget, e.g. 2/255")
     parser.add_argument("--shard", type=_common.shard_value, default=None, metavar="I/N",
                         help="evaluate only shard I (from 0) of N: every N-th test batch, "
                              "starting at batch I; results in <output-dir>/shard-I-of-N/")
@@ -66,6 +74,7 @@ def run(args):
         protocol=args.protocol, steps=args.steps, dataset=args.dataset, data_dir=args.data_dir,
         max_examples=args.max_examples, batch_size=args.batch_size,
         corruptions=args.corruptions, severities=args.severities,
-        skip_attacks=args.skip_attacks, shard=args.shard)
+        skip_attacks=args.skip_attacks, spatial=args.spatial, spatial_eps=args.spatial_eps,
+        shard=args.shard)
     print(f"results in {evaluation.shard_directory(output_dir, args.shard)}")
     return results

@@ -186,3 +186,35 @@ def test_merge_without_shards_exits_1_and_bad_shards_exit_2(trained_model_path, 
         main(["evaluate", str(trained_model_path), "--shard", "2/2"])
     assert error.value.code == 2
     assert "0 <= I < N" in capsys.readouterr().err
+
+
+def test_spatial_sweep_writes_worst_case_and_curves(trained_model_path, tiny_data_dir, tmp_path,
+                                                    capsys):
+    command = ["evaluate", str(trained_model_path), "--data-dir", str(tiny_data_dir),
+               "--max-examples", "6", "--skip-attacks", "--spatial", "--output-dir",
+               str(tmp_path)]
+    assert main(command) == 0
+    printed = capsys.readouterr().out
+    spatial = tmp_path / "spatial"
+    worst = json.loads(next(spatial.glob("*_spatial.json")).read_text())
+    curves = json.loads(next(spatial.glob("*_transformation.json")).read_text())
+    assert next(spatial.glob("*_transformation.png")).stat().st_size > 0
+    assert "Spatial robustness of" in printed and "Accuracy under transformations" in printed
+    assert worst["num_transformations"] == 21 * 7 * 7 and worst["num_examples"] == 6
+    assert worst["spatial_accuracy"] <= worst["clean_accuracy"]
+    angles = [value for kind, value in zip(curves["transformation"], curves["value"])
+              if kind == "rotation"]
+    scales = [value for kind, value in zip(curves["transformation"], curves["value"])
+              if kind == "scale"]
+    assert angles == list(range(0, 360, 5)) and scales == [0.8, 0.9, 1.0, 1.1, 1.25]
+    assert curves["consistency"][0] == 1.0  # the unrotated image agrees with itself
+    assert main(command) == 0  # a rerun reuses the finished batches
+
+
+def test_spatial_refuses_shards_and_spatial_eps_needs_spatial(trained_model_path, tmp_path,
+                                                              capsys):
+    base = ["evaluate", str(trained_model_path), "--output-dir", str(tmp_path)]
+    assert main(base + ["--spatial", "--shard", "0/2"]) == 2
+    assert "does not shard" in capsys.readouterr().err
+    assert main(base + ["--spatial-eps", "2/255"]) == 2
+    assert "--spatial" in capsys.readouterr().err
