@@ -122,23 +122,35 @@ def model_logits(model, images):
     return tf.cast(model(images, training=False), tf.float32)
 
 
-def _image_spec(sample_shape):
+def image_spec(sample_shape):
+    """The input signature of a batch of float32 images with a free batch axis."""
     return tf.TensorSpec((None,) + tuple(sample_shape), tf.float32)
+
+
+def cached_function(model, key, build):
+    """The compiled function cached for ``model`` under ``key``, built by ``build(model_ref)``.
+
+    ``build`` receives a weak reference to the model (the cache must not keep it alive) and
+    returns a ``tf.function``; every attack module keys its functions by (configuration, image
+    shape) here, so one function exists per model and configuration.
+    """
+    per_model = _COMPILED.setdefault(model, {})
+    if key not in per_model:
+        per_model[key] = build(weakref.ref(model))
+    return per_model[key]
 
 
 def compiled_logits(model, sample_shape):
     """A cached ``tf.function`` computing float32 logits for batches of ``sample_shape`` images."""
-    key = ("logits", tuple(sample_shape))
-    per_model = _COMPILED.setdefault(model, {})
-    if key not in per_model:
-        model_ref = weakref.ref(model)
 
-        @tf.function(input_signature=[_image_spec(sample_shape)])
+    def build(model_ref):
+        @tf.function(input_signature=[image_spec(sample_shape)])
         def logits(images):
             return model_logits(model_ref(), images)
 
-        per_model[key] = logits
-    return per_model[key]
+        return logits
+
+    return cached_function(model, ("logits", tuple(sample_shape)), build)
 
 
 def compiled_attack(model, config: AttackConfig, sample_shape):
@@ -149,11 +161,19 @@ def compiled_attack(model, config: AttackConfig, sample_shape):
     ``success`` is "misclassified" (untargeted) or "predicted as the target" (targeted) at the
     returned images, and ``objective`` the per-example loss being ascended there.
     """
-    key = (config, tuple(sample_shape))
-    per_model = _COMPILED.setdefault(model, {})
-    if key not in per_model:
-        per_model[key] = _build_attack(weakref.ref(model), config, tuple(sample_shape))
-    return per_model[key]
+    return cached_function(
+        model, (config, tuple(sample_shape)),
+        lambda model_ref: _build_attack(model_ref, config, tuple(sample_shape)))
+
+
+def usable_gradient(tape, objective, inputs):
+    """``d objective / d inputs`` with unconnected and non-finite entries set to zero.
+
+    NaN/inf entries give no usable direction (and would poison the iterate); the sanity checks
+    report them instead.
+    """
+    gradient = tape.gradient(objective, inputs, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    return tf.where(tf.math.is_finite(gradient), gradient, tf.zeros_like(gradient))
 
 
 def _build_attack(model_ref, config: AttackConfig, sample_shape):
@@ -185,7 +205,7 @@ def _build_attack(model_ref, config: AttackConfig, sample_shape):
         )
 
     @tf.function(input_signature=[
-        _image_spec(sample_shape),
+        image_spec(sample_shape),
         tf.TensorSpec((None,), tf.int32),
         tf.TensorSpec((), tf.float32),
         tf.TensorSpec((), tf.float32),
@@ -204,12 +224,7 @@ def _build_attack(model_ref, config: AttackConfig, sample_shape):
             with tf.GradientTape() as tape:
                 tape.watch(adversarial)
                 objective, success = evaluate(model, adversarial, goal_labels)
-            gradient = tape.gradient(
-                objective, adversarial, unconnected_gradients=tf.UnconnectedGradients.ZERO
-            )
-            # NaN/inf entries give no usable direction (and would poison the iterate); the
-            # sanity checks report them instead.
-            gradient = tf.where(tf.math.is_finite(gradient), gradient, tf.zeros_like(gradient))
+            gradient = usable_gradient(tape, objective, adversarial)
             if config.keep_best:
                 best = keep_better(best, (adversarial, success, objective))
             adversarial = _project(
@@ -223,6 +238,41 @@ def _build_attack(model_ref, config: AttackConfig, sample_shape):
     return attack
 
 
+def run_restarts(attack, inputs, scalars, restarts, seed, state=None, first_seed=0):
+    """Runs a compiled attack ``restarts`` times, each restart only on the not-yet-broken examples.
+
+    ``attack(*inputs, *scalars, seed) -> (adversarial, success, objective)`` is a compiled attack
+    whose ``inputs`` (images first) share the batch axis and whose ``scalars`` are tensors; restart
+    ``r`` is seeded with ``(seed, first_seed + r)``. A kept adversarial is replaced only by a
+    successful one or, failing that, a higher-objective one. ``state``, an earlier
+    ``(adversarial, success, objective)`` for the whole batch, is continued instead of starting
+    afresh (its successful examples are not attacked again).
+
+    Returns ``(adversarial, success, objective)`` for the whole batch.
+    """
+    for restart in range(restarts):
+        seed_tensor = tf.constant([seed, first_seed + restart], tf.int64)
+        if state is None:
+            state = attack(*inputs, *scalars, seed_tensor)
+            continue
+        adversarial, success, objective = state
+        remaining = tf.where(tf.logical_not(success))
+        if remaining.shape[0] == 0:
+            break
+        new_adversarial, new_success, new_objective = attack(
+            *(tf.gather_nd(tensor, remaining) for tensor in inputs), *scalars, seed_tensor)
+        better = tf.logical_or(new_success, new_objective > tf.gather_nd(objective, remaining))
+        update = tf.boolean_mask(remaining, better)
+        state = (
+            tf.tensor_scatter_nd_update(adversarial, update,
+                                        tf.boolean_mask(new_adversarial, better)),
+            tf.tensor_scatter_nd_update(success, update, tf.boolean_mask(new_success, better)),
+            tf.tensor_scatter_nd_update(objective, update,
+                                        tf.boolean_mask(new_objective, better)),
+        )
+    return state
+
+
 def run_attack(model, images, goal_labels, config: AttackConfig, eps, step_size, steps,
                restarts=1, seed=0):
     """Runs a compiled attack on one batch of already-validated tensors; no input checks.
@@ -234,27 +284,9 @@ def run_attack(model, images, goal_labels, config: AttackConfig, eps, step_size,
     images = tf.convert_to_tensor(images, tf.float32)
     goal_labels = tf.convert_to_tensor(goal_labels, tf.int32)
     attack = compiled_attack(model, config, images.shape[1:])
-    eps = tf.constant(eps, tf.float32)
-    step_size = tf.constant(step_size, tf.float32)
-    steps = tf.constant(steps, tf.int32)
-    adversarial, success, objective = attack(
-        images, goal_labels, eps, step_size, steps, tf.constant([seed, 0], tf.int64)
-    )
-    for restart in range(1, restarts):
-        remaining = tf.where(tf.logical_not(success))
-        if remaining.shape[0] == 0:
-            break
-        new_adversarial, new_success, new_objective = attack(
-            tf.gather_nd(images, remaining), tf.gather_nd(goal_labels, remaining), eps,
-            step_size, steps, tf.constant([seed, restart], tf.int64),
-        )
-        better = tf.logical_or(new_success, new_objective > tf.gather_nd(objective, remaining))
-        update = tf.boolean_mask(remaining, better)
-        adversarial = tf.tensor_scatter_nd_update(
-            adversarial, update, tf.boolean_mask(new_adversarial, better))
-        success = tf.tensor_scatter_nd_update(success, update, tf.boolean_mask(new_success, better))
-        objective = tf.tensor_scatter_nd_update(
-            objective, update, tf.boolean_mask(new_objective, better))
+    scalars = (tf.constant(eps, tf.float32), tf.constant(step_size, tf.float32),
+               tf.constant(steps, tf.int32))
+    adversarial, success, _ = run_restarts(attack, (images, goal_labels), scalars, restarts, seed)
     return adversarial, success
 
 
