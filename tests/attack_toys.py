@@ -118,3 +118,33 @@ def linear_boundary_distance(model, images, labels, norm):
     distance = np.where(np.arange(weights.shape[1])[None] == labels[:, None], np.inf,
                         np.maximum(margins, 0.0) / np.maximum(dual, 1e-300))
     return distance.min(axis=1)
+
+
+TOLERANCE = 1e-4
+
+
+def perturbation_size(delta, norm):
+    """Per-example L-inf or L2 norm of ``delta`` (float64)."""
+    flat = delta.reshape(len(delta), -1).astype(np.float64)
+    return np.abs(flat).max(1) if norm == "inf" else np.sqrt((flat ** 2).sum(1))
+
+
+def linear_problem(num_classes, norm, seed=0, num_images=200, side=4):
+    """A random linear classifier, images in [0.3, 0.7] and their exact boundary distances."""
+    model = linear_classifier(side * side, num_classes, seed)
+    images = np.random.default_rng(seed).uniform(0.3, 0.7, (num_images, side, side, 1))
+    images = images.astype(np.float32)
+    labels = predictions(model, images).astype(np.int32)
+    return model, images, labels, linear_boundary_distance(model, images, labels, norm)
+
+
+def assert_breaks_exactly_the_close_points(model, images, labels, adversarial, distance, eps,
+                                           norm, tolerance=TOLERANCE):
+    """Every image closer than ``eps - tolerance`` to the boundary is broken, none beyond eps."""
+    broken = predictions(model, adversarial) != labels
+    close, far = distance < eps - tolerance, distance > eps + TOLERANCE
+    assert close.sum() >= 20 and far.sum() >= 20  # the budget splits the data
+    np.testing.assert_array_equal(broken[close], True)
+    np.testing.assert_array_equal(broken[far], False)
+    assert perturbation_size(adversarial - images, norm).max() <= eps + 1e-6
+    assert adversarial.min() >= 0.0 and adversarial.max() <= 1.0

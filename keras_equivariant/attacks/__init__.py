@@ -1,8 +1,10 @@
 """keras_equivariant.attacks"""
 
 from keras_equivariant.attacks.apgd import apgd  # noqa: F401
+from keras_equivariant.attacks.fab import fab  # noqa: F401
 from keras_equivariant.attacks.gradient import fgsm, pgd, random_noise, sample_uniform_ball  # noqa: F401
 from keras_equivariant.attacks.losses import cross_entropy_loss, margin_loss  # noqa: F401
+from keras_equivariant.attacks.square import square  # noqa: F401
 from keras_equivariant.attacks.protocols import (  # noqa: F401
     PROTOCOLS,
     AttackSpec,

@@ -9,41 +9,15 @@ from attack_toys import (
     NUM_CLASSES,
     Quantize,
     accuracy,
-    linear_boundary_distance,
+    assert_breaks_exactly_the_close_points,
     linear_classifier,
+    linear_problem,
+    perturbation_size,
     predictions,
 )
 
 from keras_equivariant.attacks import apgd, pgd
 from keras_equivariant.attacks.apgd import ApgdConfig, checkpoint_gaps, compiled_apgd, target_ranks
-
-TOLERANCE = 1e-4
-
-
-def _size(delta, norm):
-    flat = delta.reshape(len(delta), -1).astype(np.float64)
-    return np.abs(flat).max(1) if norm == "inf" else np.sqrt((flat ** 2).sum(1))
-
-
-def linear_problem(num_classes, norm, seed=0, num_images=200):
-    """A random linear classifier, images in [0.3, 0.7] and their exact boundary distances."""
-    model = linear_classifier(16, num_classes, seed)
-    images = np.random.default_rng(seed).uniform(0.3, 0.7, (num_images, 4, 4, 1))
-    images = images.astype(np.float32)
-    labels = predictions(model, images).astype(np.int32)
-    return model, images, labels, linear_boundary_distance(model, images, labels, norm)
-
-
-def assert_breaks_exactly_the_close_points(model, images, labels, adversarial, distance, eps,
-                                           norm):
-    broken = predictions(model, adversarial) != labels
-    close, far = distance < eps - TOLERANCE, distance > eps + TOLERANCE
-    assert close.sum() >= 20 and far.sum() >= 20  # the budget splits the data
-    np.testing.assert_array_equal(broken[close], True)
-    np.testing.assert_array_equal(broken[far], False)
-    assert _size(adversarial - images, norm).max() <= eps + 1e-6
-    assert adversarial.min() >= 0.0 and adversarial.max() <= 1.0
-
 
 @pytest.mark.parametrize("norm, eps", [("inf", 0.03), ("2", 0.1)])
 def test_apgd_ce_finds_every_boundary_within_eps_of_a_binary_linear_classifier(norm, eps):
@@ -78,16 +52,15 @@ def test_target_ranks_follow_autoattack():
         target_ranks(3, 4)
 
 
-@pytest.mark.parametrize("norm, eps", [("inf", 0.05), ("2", 0.5)])
-@pytest.mark.parametrize("loss, targeted", [("cross_entropy", False), ("dlr", False),
-                                            ("dlr", True)])
+@pytest.mark.parametrize("norm, eps, loss, targeted", [
+    ("inf", 0.05, "cross_entropy", False), ("2", 0.5, "dlr", False), ("inf", 0.05, "dlr", True)])
 def test_inside_eps_ball_and_unit_box(toy_model, toy_data, norm, eps, loss, targeted):
     images, labels = toy_data
     adversarial = apgd(toy_model, images, labels, eps, norm=norm, loss=loss, targeted=targeted,
                        steps=10, seed=0)
     assert adversarial.shape == images.shape and adversarial.dtype == images.dtype
     assert adversarial.min() >= 0.0 and adversarial.max() <= 1.0
-    assert _size(adversarial - images, norm).max() <= eps + 1e-6
+    assert perturbation_size(adversarial - images, norm).max() <= eps + 1e-6
     assert accuracy(toy_model, adversarial, labels) < accuracy(toy_model, images, labels) - 0.1
 
 
@@ -113,8 +86,8 @@ def test_float16_images_stay_inside_the_eps_ball(toy_model, toy_data):
     half = images.astype(np.float16)
     adversarial = apgd(toy_model, half, labels, 8 / 255, steps=5, seed=0)
     assert adversarial.dtype == np.float16
-    assert _size(adversarial.astype(np.float64) - half.astype(np.float64), "inf").max() <= (
-        8 / 255 + 1e-6)
+    delta = adversarial.astype(np.float64) - half.astype(np.float64)
+    assert perturbation_size(delta, "inf").max() <= 8 / 255 + 1e-6
 
 
 def test_gradient_masking_defeats_apgd(toy_data):
