@@ -1,6 +1,7 @@
 """keras_equivariant.attacks"""
 
 from keras_equivariant.attacks.apgd import apgd  # noqa: F401
+from keras_equivariant.attacks.autoattack import AutoAttackReport, autoattack  # noqa: F401
 from keras_equivariant.attacks.fab import fab  # noqa: F401
 from keras_equivariant.attacks.gradient import fgsm, pgd, random_noise, sample_uniform_ball  # noqa: F401
 from keras_equivariant.attacks.losses import cross_entropy_loss, margin_loss  # noqa: F401

@@ -1,0 +1,89 @@
+"""AutoAttack: order and bookkeeping, exactness on a linear classifier, masking gap, bad input."""
+
+import keras
+import numpy as np
+import pytest
+from attack_toys import (
+    IMAGE_SHAPE,
+    NUM_CLASSES,
+    Quantize,
+    accuracy,
+    assert_breaks_exactly_the_close_points,
+    linear_classifier,
+    linear_problem,
+    perturbation_size,
+    predictions,
+)
+
+from keras_equivariant.attacks import autoattack, pgd
+from keras_equivariant.attacks.autoattack import VERSIONS
+
+
+@pytest.mark.parametrize("norm, eps", [("inf", 0.015), ("2", 0.05)])
+def test_standard_breaks_exactly_the_points_within_eps_of_a_linear_classifier(norm, eps):
+    model, images, labels, distance = linear_problem(5, norm, seed=1)
+    adversarial, report = autoattack(model, images, labels, eps, norm=norm, verbose=0)
+    assert_breaks_exactly_the_close_points(model, images, labels, adversarial, distance, eps, norm)
+    assert list(report.robust_accuracy) == list(VERSIONS["standard"])
+    assert report.robust_accuracy["apgd-ce"] < report.clean_accuracy == 1.0
+    values = list(report.robust_accuracy.values())
+    assert all(later <= earlier for earlier, later in zip(values, values[1:]))
+    robust = predictions(model, adversarial) == labels
+    assert report.final_robust_accuracy == pytest.approx(robust.mean())
+    broken_by = np.asarray(report.broken_by)
+    np.testing.assert_array_equal(broken_by == "", robust)
+    for attack in VERSIONS["standard"]:  # robust accuracy after each attack = points left
+        position = VERSIONS["standard"].index(attack)
+        unbroken = ~np.isin(broken_by, VERSIONS["standard"][:position + 1])
+        assert report.robust_accuracy[attack] == pytest.approx(unbroken.mean())
+
+
+def test_report_shows_the_black_box_gap_of_a_gradient_masked_model(toy_data):
+    images, _ = toy_data
+    images = images[:96]
+    masked = keras.Sequential([keras.Input(IMAGE_SHAPE), Quantize(4), keras.layers.Flatten(),
+                               keras.layers.Dense(NUM_CLASSES)])
+    labels = predictions(masked, images)
+    adversarial, report = autoattack(masked, images, labels, 0.1, verbose=0)
+    assert accuracy(masked, pgd(masked, images, labels, 0.1, seed=0), labels) > 0.7
+    assert report.robust_accuracy["fab-t"] > 0.7  # the white-box attacks fail...
+    assert report.final_robust_accuracy < 0.2  # ...Square does not
+    assert report.black_box_gap > 0.5
+    assert "gradients are likely masked" in str(report)
+    assert accuracy(masked, adversarial, labels) == pytest.approx(report.final_robust_accuracy)
+
+
+def test_plus_version_and_invariants(toy_model, toy_data):
+    images, labels = toy_data
+    images, labels = images[:24], labels[:24]
+    adversarial, report = autoattack(toy_model, images.astype(np.float16), labels, 0.05,
+                                     version="plus", verbose=0)
+    assert adversarial.dtype == np.float16
+    assert list(report.robust_accuracy) == list(VERSIONS["plus"])
+    delta = adversarial.astype(np.float64) - images.astype(np.float16).astype(np.float64)
+    assert perturbation_size(delta, "inf").max() <= 0.05 + 1e-6
+    assert adversarial.min() >= 0 and adversarial.max() <= 1
+    assert report.final_robust_accuracy < report.clean_accuracy
+    text = str(report)
+    assert "clean accuracy" in text and "apgd-dlr" in text
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"eps": -0.1}, ">= 0"),
+    ({"version": "fast"}, "Unknown version"),
+    ({"norm": "l1"}, "Unknown norm"),
+    ({"batch_size": 0}, "batch_size"),
+])
+def test_bad_arguments_raise_before_work(toy_model, toy_data, kwargs, message):
+    images, labels = toy_data
+    with pytest.raises(ValueError, match=message):
+        autoattack(toy_model, images[:4], labels[:4], **{"eps": 0.1, **kwargs})
+    with pytest.raises(ValueError, match=r"\[0.0, 1.0\]"):
+        autoattack(toy_model, images[:4] * 255, labels[:4], 0.1)
+
+
+def test_two_class_models_are_refused():
+    binary = linear_classifier(16, 2, 0)
+    images = np.full((4, 4, 4, 1), 0.5, np.float32)
+    with pytest.raises(ValueError, match="at least 3 classes"):
+        autoattack(binary, images, np.zeros(4, np.int32), 0.1)
