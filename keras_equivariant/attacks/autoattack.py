@@ -60,28 +60,32 @@ def version_settings(version: str) -> dict:
             "rand": {"restarts": 1, "eot_samples": 20}}[version]
 
 
-def run_named_attack(name, model, images, labels, norm, eps, seed=0, restarts=1, eot_samples=1):
+def run_named_attack(name, model, images, labels, norm, eps, seed=0, restarts=1, eot_samples=1,
+                     steps=None):
     """Runs one AutoAttack component on a validated batch; returns ``(adversarial, success)``.
 
     ``restarts`` and ``eot_samples`` apply to the untargeted APGD and FAB runs (the targeted ones
-    use one restart per target class, Square one run, as in AutoAttack).
+    use one restart per target class, Square one run, as in AutoAttack). ``steps`` is the number
+    of iterations (APGD, FAB; default 100) or of queries (Square; default 5000).
     """
     check_choice(name, ATTACK_NAMES, "attack")
+    iterations = STEPS if steps is None else steps
     num_classes = int(compiled_logits(model, images.shape[1:])(images[:1]).shape[-1])
     if name.startswith("apgd"):
         targeted = name == "apgd-t"
         loss = "cross_entropy" if name == "apgd-ce" else "dlr"
         config = ApgdConfig(norm, loss, targeted, 1 if targeted else eot_samples)
         adversarial, success, _ = run_apgd(
-            model, images, labels, config, eps, STEPS, 1 if targeted else restarts, RHO, seed,
+            model, images, labels, config, eps, iterations, 1 if targeted else restarts, RHO, seed,
             target_ranks(num_classes) if targeted else None)
     elif name.startswith("fab"):
         targeted = name == "fab-t"
         adversarial, success, _ = run_fab(
-            model, images, labels, FabConfig(norm, targeted), eps, STEPS,
+            model, images, labels, FabConfig(norm, targeted), eps, iterations,
             1 if targeted else restarts, seed, target_ranks(num_classes) if targeted else None)
     else:
-        adversarial, success, _ = run_square(model, images, labels, norm, eps, QUERIES, P_INIT,
+        queries = QUERIES if steps is None else steps
+        adversarial, success, _ = run_square(model, images, labels, norm, eps, queries, P_INIT,
                                              seed)
     return adversarial, success
 

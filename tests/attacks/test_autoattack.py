@@ -15,11 +15,14 @@ from attack_toys import (
     predictions,
 )
 
-from keras_equivariant.attacks import autoattack, pgd
+from keras_equivariant.attacks import AttackSpec, autoattack, get_protocol, pgd
 from keras_equivariant.attacks.autoattack import VERSIONS
+from keras_equivariant.attacks.protocols import ATTACKS, AUTOATTACK_FAMILY
+from keras_equivariant.metrics import robust_accuracy
 
 
-@pytest.mark.parametrize("norm, eps", [("inf", 0.015), ("2", 0.05)])
+@pytest.mark.parametrize("norm, eps", [
+    ("inf", 0.015), pytest.param("2", 0.05, marks=pytest.mark.slow)])
 def test_standard_breaks_exactly_the_points_within_eps_of_a_linear_classifier(norm, eps):
     model, images, labels, distance = linear_problem(5, norm, seed=1)
     adversarial, report = autoattack(model, images, labels, eps, norm=norm, verbose=0)
@@ -53,6 +56,7 @@ def test_report_shows_the_black_box_gap_of_a_gradient_masked_model(toy_data):
     assert accuracy(masked, adversarial, labels) == pytest.approx(report.final_robust_accuracy)
 
 
+@pytest.mark.slow
 def test_plus_version_and_invariants(toy_model, toy_data):
     images, labels = toy_data
     images, labels = images[:24], labels[:24]
@@ -87,3 +91,48 @@ def test_two_class_models_are_refused():
     images = np.full((4, 4, 4, 1), 0.5, np.float32)
     with pytest.raises(ValueError, match="at least 3 classes"):
         autoattack(binary, images, np.zeros(4, np.int32), 0.1)
+
+
+# --- integration: protocols and robust_accuracy sweeps ------------------------------------------
+
+def test_attack_specs_of_the_family():
+    default, paper = get_protocol("default"), get_protocol("paper")
+    assert set(AUTOATTACK_FAMILY) <= set(ATTACKS)
+    assert default.resolve("apgd-ce").steps == 100 and default.resolve("square").steps == 5000
+    assert default.resolve("apgd-t").loss == "dlr"
+    aa = default.resolve("autoattack", steps=7, restarts=3)
+    assert (aa.steps, aa.restarts) == (100, 1)  # the standard ensemble's settings are pinned
+    # the paper protocol's PGD settings do not apply, its units do
+    spec = paper.resolve("apgd-ce")
+    assert (spec.steps, spec.norm) == (100, "inf")
+    with pytest.raises(ValueError, match="fixes norm"):
+        paper.resolve("square", norm="2")
+    assert default.resolve("apgd-ce").step_size_for(0.1) == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize("attack", [
+    "apgd-ce", "square", pytest.param("autoattack", marks=pytest.mark.slow)])
+def test_robust_accuracy_sweeps_the_family_and_resumes(toy_model, toy_data, tmp_path,
+                                                       monkeypatch, attack):
+    images, labels = toy_data
+    images, labels = images[:64], labels[:64]
+    steps = {"apgd-ce": 5, "square": 50, "autoattack": None}[attack]
+    kwargs = dict(attack=attack, eps=[0.0, 0.1], steps=steps, seed=1, verbose=0,
+                  model_name="toy", output_dir=tmp_path)
+    report = robust_accuracy(toy_model, (images, labels), **kwargs)
+    assert report.accuracy[0] == pytest.approx(report.clean_accuracy)
+    assert report.accuracy[1] < report.clean_accuracy
+    assert (tmp_path / f"toy_default_{attack}_Linf.json").exists()
+    monkeypatch.setattr(AttackSpec, "run", lambda *args, **kw: pytest.fail("recomputed"))
+    resumed = robust_accuracy(toy_model, (images, labels), **kwargs)
+    assert resumed.accuracy == report.accuracy
+
+
+@pytest.mark.slow
+def test_sweep_autoattack_matches_direct_autoattack(toy_model, toy_data):
+    images, labels = toy_data
+    images, labels = images[:64], labels[:64]
+    report = robust_accuracy(toy_model, (images, labels), attack="autoattack", eps=[0.05],
+                             verbose=0)
+    _, direct = autoattack(toy_model, images, labels, 0.05, seed=0, verbose=0)
+    assert report.accuracy[0] <= direct.final_robust_accuracy + 1 / 64
