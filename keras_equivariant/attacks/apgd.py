@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
 import tensorflow as tf
 
 from keras_equivariant.attacks.gradient import (
@@ -33,6 +32,7 @@ from keras_equivariant.attacks.gradient import (
     _project,
     cached_function,
     compiled_logits,
+    count_classes,
     image_spec,
     model_logits,
     normalize_norm,
@@ -41,7 +41,7 @@ from keras_equivariant.attacks.gradient import (
 )
 from keras_equivariant.attacks.losses import cross_entropy_loss, dlr_loss, targeted_dlr_loss
 from keras_equivariant.utils.sampling import per_example
-from keras_equivariant.utils.validation import check_choice, check_positive_int
+from keras_equivariant.utils.validation import check_choice, check_fraction, check_positive_int
 
 APGD_LOSSES = ("cross_entropy", "dlr")
 # APGD-T and FAB-T attack the classes ranked 2..10 by the clean logits (AutoAttack's 9 targets).
@@ -250,17 +250,6 @@ def run_apgd(model, images, labels, config: ApgdConfig, eps, steps=100, restarts
     return state
 
 
-def check_rho(rho) -> float:
-    """Returns ``rho`` as a float if it lies in (0, 1]."""
-    value = float(rho) if np.ndim(rho) == 0 else float("nan")
-    if not 0.0 < value <= 1.0:
-        raise ValueError(
-            f"`rho` must be a number in (0, 1] (the fraction of loss-increasing steps below "
-            f"which APGD halves its step; 0.75 in the paper); received {rho!r}."
-        )
-    return value
-
-
 def apgd(model, images, labels=None, eps=DEFAULT_EPS, norm="inf", loss="cross_entropy",
          targeted=False, target_class_rank=None, steps=100, restarts=1, rho=0.75, eot_samples=1,
          seed=0):
@@ -301,14 +290,15 @@ def apgd(model, images, labels=None, eps=DEFAULT_EPS, norm="inf", loss="cross_en
     restarts = check_positive_int(restarts, "restarts")
     eot_samples = check_positive_int(eot_samples, "eot_samples")
     check_choice(loss, APGD_LOSSES, "loss")
-    rho = check_rho(rho)
+    rho = check_fraction(rho, "rho", "the fraction of loss-increasing steps below which APGD "
+                         "halves its step; 0.75 in the paper")
     if target_class_rank is not None and not targeted:
         raise ValueError(
             f"`target_class_rank={target_class_rank}` was given but `targeted=False`; pass "
             "`targeted=True` for APGD-T."
         )
     images, labels, restore = _prepare(model, images, labels, False, None)
-    num_classes = int(compiled_logits(model, images.shape[1:])(images[:1]).shape[-1])
+    num_classes = count_classes(model, images)
     ranks = target_ranks(num_classes, target_class_rank) if targeted else None
     if loss == "dlr" and num_classes < 3:
         raise ValueError(

@@ -1,4 +1,4 @@
-"""AutoAttack (Croce & Hein, ICML 2020): the standard ensemble for robustness claims, natively in TF.
+"""AutoAttack (Croce & Hein, ICML 2020), the standard ensemble for robustness claims, in TF.
 
 The attacks run in a fixed order, each only on the points every earlier attack left robust; a
 point's adversarial image is the first one that fooled the model. Versions (as in the reference
@@ -34,6 +34,7 @@ from keras_equivariant.attacks.gradient import (
     _check_scalar_eps,
     _prepare,
     compiled_logits,
+    count_classes,
     normalize_norm,
 )
 from keras_equivariant.attacks.square import run_square
@@ -70,7 +71,7 @@ def run_named_attack(name, model, images, labels, norm, eps, seed=0, restarts=1,
     """
     check_choice(name, ATTACK_NAMES, "attack")
     iterations = STEPS if steps is None else steps
-    num_classes = int(compiled_logits(model, images.shape[1:])(images[:1]).shape[-1])
+    num_classes = count_classes(model, images)
     if name.startswith("apgd"):
         targeted = name == "apgd-t"
         loss = "cross_entropy" if name == "apgd-ce" else "dlr"
@@ -145,8 +146,8 @@ class AutoAttackReport:
                      f"(total {self.seconds:.1f} s)")
         if self.black_box_gap > 0:
             lines.append(
-                f"  warning: Square (black-box) broke {100 * self.black_box_gap:.2f}% of the points "
-                "that every white-box attack missed: the gradients are likely masked.")
+                f"  warning: Square (black-box) broke {100 * self.black_box_gap:.2f}% of the "
+                "points every white-box attack missed: the gradients are likely masked.")
         return "\n".join(lines)
 
 
@@ -220,7 +221,7 @@ def autoattack(model, images, labels=None, eps=8 / 255, norm="inf", version="sta
     check_choice(version, VERSIONS, "version")
     batch_size = check_positive_int(batch_size, "batch_size")
     images, labels, restore = _prepare(model, images, labels, False, None)
-    num_classes = int(compiled_logits(model, images.shape[1:])(images[:1]).shape[-1])
+    num_classes = count_classes(model, images)
     if num_classes < 3:
         raise ValueError(
             f"AutoAttack needs a model with at least 3 classes (its DLR losses divide by the gap "

@@ -30,14 +30,13 @@ from keras_equivariant.attacks.gradient import (
     _flat_norm,
     _prepare,
     cached_function,
-    compiled_logits,
+    count_classes,
     image_spec,
     model_logits,
     normalize_norm,
     run_restarts,
     usable_gradient,
 )
-from keras_equivariant.utils.sampling import per_example
 from keras_equivariant.utils.validation import check_positive_int
 
 ALPHA_MAX = 0.1
@@ -54,7 +53,7 @@ class FabConfig:
 
 
 def project_onto_hyperplane_in_box(points, weights, offsets, norm):
-    """Minimum-norm steps ``d`` with ``weights . (points + d) = offsets`` and ``points + d`` in [0, 1].
+    """Minimum-norm steps ``d`` onto the hyperplane ``weights . (points + d) = offsets`` in [0, 1].
 
     Row-wise on flat ``(n, d)`` tensors (``offsets``: ``(n,)``). The minimizer has the form
     ``d_i = clip(tau * v_i, -points_i, 1 - points_i)`` with ``v = sign(c) * sign(w)`` (L-inf) or
@@ -257,7 +256,7 @@ def fab(model, images, labels=None, eps=DEFAULT_EPS, norm="inf", targeted=True,
             "`targeted=True` for FAB-T."
         )
     images, labels, restore = _prepare(model, images, labels, False, None)
-    num_classes = int(compiled_logits(model, images.shape[1:])(images[:1]).shape[-1])
+    num_classes = count_classes(model, images)
     ranks = target_ranks(num_classes, target_class_rank) if targeted else None
     config = FabConfig(norm, bool(targeted))
     adversarial, _, _ = run_fab(model, images, labels, config, eps, steps, restarts, int(seed),

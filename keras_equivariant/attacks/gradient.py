@@ -153,6 +153,11 @@ def compiled_logits(model, sample_shape):
     return cached_function(model, ("logits", tuple(sample_shape)), build)
 
 
+def count_classes(model, images) -> int:
+    """The number of logits ``model`` returns for a batch shaped like ``images`` (one forward)."""
+    return int(compiled_logits(model, images.shape[1:])(images[:1]).shape[-1])
+
+
 def compiled_attack(model, config: AttackConfig, sample_shape):
     """The cached compiled attack loop for ``model``, ``config`` and per-image ``sample_shape``.
 

@@ -37,7 +37,7 @@ from keras_equivariant.attacks.gradient import (
 )
 from keras_equivariant.attacks.losses import margin_loss
 from keras_equivariant.utils.sampling import per_example
-from keras_equivariant.utils.validation import check_positive_int
+from keras_equivariant.utils.validation import check_fraction, check_positive_int
 
 # iterations after which the window fraction p halves (the paper's schedule)
 P_SCHEDULE = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
@@ -254,17 +254,6 @@ def run_square(model, images, labels, norm, eps, queries=5000, p_init=0.8, seed=
                   tf.constant([seed, 0], tf.int64))
 
 
-def check_p_init(p_init) -> float:
-    """Returns ``p_init`` as a float if it lies in (0, 1]."""
-    value = float(p_init) if np.ndim(p_init) == 0 else float("nan")
-    if not 0.0 < value <= 1.0:
-        raise ValueError(
-            f"`p_init` must be a number in (0, 1] (the initial fraction of the image a square "
-            f"covers; 0.8 in AutoAttack); received {p_init!r}."
-        )
-    return value
-
-
 def square(model, images, labels=None, eps=DEFAULT_EPS, norm="inf", queries=5000, p_init=0.8,
            seed=0):
     """Square Attack: random-search black-box attack that only reads the model's logits.
@@ -292,7 +281,8 @@ def square(model, images, labels=None, eps=DEFAULT_EPS, norm="inf", queries=5000
     norm = normalize_norm(norm)
     eps = _check_scalar_eps(eps)
     queries = check_positive_int(queries, "queries")
-    p_init = check_p_init(p_init)
+    p_init = check_fraction(p_init, "p_init", "the initial fraction of the image a square "
+                            "covers; 0.8 in AutoAttack")
     images, labels, restore = _prepare(model, images, labels, False, None)
     adversarial, _, _ = run_square(model, images, labels, norm, eps, queries, p_init, int(seed))
     return restore(adversarial)

@@ -34,6 +34,15 @@ def check_positive_int(value, name: str, minimum: int = 1) -> int:
     return int(value)
 
 
+def check_fraction(value, name: str, meaning: str) -> float:
+    """Returns ``value`` as a float if it is a single number in (0, 1]; ``meaning`` explains it."""
+    number = float(value) if np.ndim(value) == 0 and isinstance(
+        value, (numbers.Real, np.floating, np.integer)) else float("nan")
+    if not 0.0 < number <= 1.0:
+        raise ValueError(f"`{name}` must be a number in (0, 1] ({meaning}); received {value!r}.")
+    return number
+
+
 def check_eps(eps, name: str = "eps") -> list[float]:
     """Normalizes a scalar or a sequence of perturbation budgets to a list of floats >= 0."""
     values = [eps] if np.ndim(eps) == 0 else list(np.asarray(eps).ravel())

@@ -1,4 +1,4 @@
-"""APGD (APGD-CE, APGD-DLR, APGD-T): exactness on linear classifiers, invariants, compilation, bad input."""
+"""APGD-CE, APGD-DLR, APGD-T: exact on linear classifiers, invariants, compilation, bad input."""
 
 import keras
 import numpy as np
@@ -27,7 +27,8 @@ def test_apgd_ce_finds_every_boundary_within_eps_of_a_binary_linear_classifier(n
     assert_breaks_exactly_the_close_points(model, images, labels, adversarial, distance, eps, norm)
 
 
-@pytest.mark.parametrize("norm, eps", [("inf", 0.015), ("2", 0.05)])
+@pytest.mark.parametrize("norm, eps", [
+    ("inf", 0.015), pytest.param("2", 0.05, marks=pytest.mark.slow)])
 def test_apgd_t_finds_every_boundary_within_eps_of_a_multiclass_linear_classifier(norm, eps):
     """5 classes: the targeted DLR runs against each pairwise boundary in turn."""
     model, images, labels, distance = linear_problem(5, norm, seed=1)

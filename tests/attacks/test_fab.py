@@ -1,4 +1,4 @@
-"""FAB / FAB-T: exact minimum-norm behaviour on linear classifiers, projection, invariants, bad input."""
+"""FAB / FAB-T: minimum norm on linear classifiers, the projection, invariants, bad input."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Square Attack: black-box success on linear classifiers, masking, invariants, compilation, bad input."""
+"""Square Attack: success on linear classifiers, masking, invariants, compilation, bad input."""
 
 import keras
 import numpy as np
@@ -17,10 +17,12 @@ from keras_equivariant.attacks import apgd, pgd, square
 from keras_equivariant.attacks.square import SquareConfig, compiled_square, window_fraction
 
 
-# L2: the random search needs far more queries on a linear model than L-inf (~79 % of the points
-# inside 0.9 eps within 3000 queries on 12x12 images; 94-95 % with 5000 on 8x8), so its bar is lower.
-@pytest.mark.parametrize("norm, eps, side, queries, rate", [("inf", 0.015, 4, 1000, 0.95),
-                                                            ("2", 0.06, 12, 3000, 0.75)])
+# L2: the random search needs far more queries on a linear model than L-inf (~79 % of the
+# points inside 0.9 eps within 3000 queries on 12x12 images; 94-95 % with 5000 on 8x8), so its
+# bar is lower.
+@pytest.mark.parametrize("norm, eps, side, queries, rate", [
+    ("inf", 0.015, 4, 1000, 0.95),
+    pytest.param("2", 0.06, 12, 3000, 0.75, marks=pytest.mark.slow)])
 def test_square_breaks_the_points_well_inside_the_budget(norm, eps, side, queries, rate):
     num_classes = 5 if norm == "inf" else 2
     model, images, labels, distance = linear_problem(num_classes, norm, seed=1, side=side)
@@ -48,7 +50,7 @@ def test_square_breaks_a_gradient_masked_model_that_pgd_and_apgd_cannot(toy_data
 def test_p_schedule_halves_at_the_papers_iterations():
     fractions = [float(window_fraction(i, 0.8)) for i in (0, 10, 11, 50, 51, 500, 501, 8001,
                                                           10001)]
-    assert fractions == pytest.approx([0.8, 0.8, 0.4, 0.4, 0.2, 0.05, 0.025, 0.8 / 512, 0.8])
+    assert fractions == pytest.approx([0.8, 0.8, 0.4, 0.4, 0.2, 0.1, 0.05, 0.8 / 512, 0.8])
 
 
 @pytest.mark.parametrize("norm, eps", [("inf", 0.05), ("2", 0.5)])
