@@ -53,21 +53,25 @@ P_INIT = 0.8
 RHO = 0.75
 
 
-def version_settings(version: str) -> dict:
-    """``{"restarts": ..., "eot_samples": ...}`` of the untargeted attacks of ``version``."""
+def version_settings(version: str, name: str) -> dict:
+    """``{"restarts": ..., "eot_samples": ...}`` of attack ``name`` in ``version``.
+
+    The targeted attacks and Square run once (per target class); "plus" restarts the untargeted
+    APGD and FAB 5 times; "rand" averages 20 gradients per APGD step.
+    """
     check_choice(version, VERSIONS, "version")
-    return {"standard": {"restarts": 1, "eot_samples": 1},
-            "plus": {"restarts": 5, "eot_samples": 1},
-            "rand": {"restarts": 1, "eot_samples": 20}}[version]
+    untargeted = name in ("apgd-ce", "apgd-dlr", "fab")
+    return {"restarts": 5 if version == "plus" and untargeted else 1,
+            "eot_samples": 20 if version == "rand" else 1}
 
 
 def run_named_attack(name, model, images, labels, norm, eps, seed=0, restarts=1, eot_samples=1,
                      steps=None):
     """Runs one AutoAttack component on a validated batch; returns ``(adversarial, success)``.
 
-    ``restarts`` and ``eot_samples`` apply to the untargeted APGD and FAB runs (the targeted ones
-    use one restart per target class, Square one run, as in AutoAttack). ``steps`` is the number
-    of iterations (APGD, FAB; default 100) or of queries (Square; default 5000).
+    ``restarts`` counts the runs of APGD and FAB (per target class for APGD-T and FAB-T; Square
+    runs once) and ``eot_samples`` the gradient samples of APGD. ``steps`` is the number of
+    iterations (APGD, FAB; default 100) or of queries (Square; default 5000).
     """
     check_choice(name, ATTACK_NAMES, "attack")
     iterations = STEPS if steps is None else steps
@@ -75,15 +79,15 @@ def run_named_attack(name, model, images, labels, norm, eps, seed=0, restarts=1,
     if name.startswith("apgd"):
         targeted = name == "apgd-t"
         loss = "cross_entropy" if name == "apgd-ce" else "dlr"
-        config = ApgdConfig(norm, loss, targeted, 1 if targeted else eot_samples)
+        config = ApgdConfig(norm, loss, targeted, eot_samples)
         adversarial, success, _ = run_apgd(
-            model, images, labels, config, eps, iterations, 1 if targeted else restarts, RHO, seed,
+            model, images, labels, config, eps, iterations, restarts, RHO, seed,
             target_ranks(num_classes) if targeted else None)
     elif name.startswith("fab"):
         targeted = name == "fab-t"
         adversarial, success, _ = run_fab(
-            model, images, labels, FabConfig(norm, targeted), eps, iterations,
-            1 if targeted else restarts, seed, target_ranks(num_classes) if targeted else None)
+            model, images, labels, FabConfig(norm, targeted), eps, iterations, restarts, seed,
+            target_ranks(num_classes) if targeted else None)
     else:
         queries = QUERIES if steps is None else steps
         adversarial, success, _ = run_square(model, images, labels, norm, eps, queries, P_INIT,
@@ -155,7 +159,6 @@ def run_autoattack(model, images, labels, norm, eps, version="standard", seed=0,
                    batch_size=256, verbose=0):
     """AutoAttack on validated tensors; returns ``(adversarial tensor, AutoAttackReport)``."""
     start = time.perf_counter()
-    settings = version_settings(version)
     attacks = VERSIONS[version]
     predictions = tf.argmax(compiled_logits(model, images.shape[1:])(images), axis=-1,
                             output_type=tf.int32).numpy()
@@ -175,7 +178,7 @@ def run_autoattack(model, images, labels, norm, eps, version="standard", seed=0,
             chunk = remaining[first:first + batch_size]
             candidate, _ = run_named_attack(
                 name, model, tf.gather(images, chunk), tf.gather(labels, chunk), norm, eps,
-                seed, **settings)
+                seed, **version_settings(version, name))
             fooled = tf.argmax(compiled_logits(model, images.shape[1:])(candidate), axis=-1,
                                output_type=tf.int32).numpy() != labels_array[chunk]
             adversarial[chunk[fooled]] = candidate.numpy()[fooled]

@@ -16,7 +16,7 @@ from attack_toys import (
 )
 
 from keras_equivariant.attacks import AttackSpec, autoattack, get_protocol, pgd
-from keras_equivariant.attacks.autoattack import VERSIONS
+from keras_equivariant.attacks.autoattack import VERSIONS, version_settings
 from keras_equivariant.attacks.protocols import ATTACKS, AUTOATTACK_FAMILY
 from keras_equivariant.metrics import robust_accuracy
 
@@ -70,6 +70,16 @@ def test_plus_version_and_invariants(toy_model, toy_data):
     assert report.final_robust_accuracy < report.clean_accuracy
     text = str(report)
     assert "clean accuracy" in text and "apgd-dlr" in text
+
+
+def test_version_settings_follow_the_reference():
+    assert VERSIONS["standard"] == ("apgd-ce", "apgd-t", "fab-t", "square")
+    for name in VERSIONS["standard"]:
+        assert version_settings("standard", name) == {"restarts": 1, "eot_samples": 1}
+    assert version_settings("plus", "apgd-ce")["restarts"] == 5
+    assert version_settings("plus", "fab")["restarts"] == 5
+    assert version_settings("plus", "apgd-t")["restarts"] == 1
+    assert version_settings("rand", "apgd-dlr") == {"restarts": 1, "eot_samples": 20}
 
 
 @pytest.mark.parametrize("kwargs, message", [
