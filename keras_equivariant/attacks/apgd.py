@@ -216,14 +216,36 @@ def ranked_targets(clean_logits, rank: int):
     return tf.math.top_k(clean_logits, k=rank).indices[:, rank - 1]
 
 
-def clean_state(model, images, labels):
-    """``(images, misclassified, -inf objective)``: the start of an attack that skips clean errors.
+def run_over_targets(model, attack, images, labels, scalars, restarts, seed, ranks=None,
+                     state=None):
+    """Runs a compiled (images, labels, target_labels, *scalars, seed) attack on a validated batch.
 
-    Also returns the clean logits.
+    Untargeted (``ranks=None``: the labels stand in for the targets), or targeted at the class of
+    each rank in ``ranks`` in turn; images the model misclassifies are skipped and every restart
+    and target attacks only the examples not broken yet. ``state`` continues an earlier
+    ``(adversarial, success, objective)``. Returns the same triple.
     """
+    images = tf.convert_to_tensor(images, tf.float32)
+    labels = tf.convert_to_tensor(labels, tf.int32)
     logits = compiled_logits(model, images.shape[1:])(images)
-    misclassified = tf.not_equal(tf.argmax(logits, axis=-1, output_type=tf.int32), labels)
-    return (images, misclassified, tf.fill(tf.shape(labels), -float("inf"))), logits
+    if state is None:
+        misclassified = tf.not_equal(tf.argmax(logits, axis=-1, output_type=tf.int32), labels)
+        state = (images, misclassified, tf.fill(tf.shape(labels), -float("inf")))
+    if ranks is None:
+        return run_restarts(attack, (images, labels, labels), scalars, restarts, seed, state)
+    for rank in ranks:
+        state = run_restarts(attack, (images, labels, ranked_targets(logits, rank)), scalars,
+                             restarts, seed, state, first_seed=rank * restarts)
+    return state
+
+
+def check_target_rank(targeted, target_class_rank, attack_name):
+    """Refuses a target rank for an untargeted attack."""
+    if target_class_rank is not None and not targeted:
+        raise ValueError(
+            f"`target_class_rank={target_class_rank}` was given but `targeted=False`; pass "
+            f"`targeted=True` for {attack_name}."
+        )
 
 
 def run_apgd(model, images, labels, config: ApgdConfig, eps, steps=100, restarts=1, rho=0.75,
@@ -231,23 +253,14 @@ def run_apgd(model, images, labels, config: ApgdConfig, eps, steps=100, restarts
     """Runs APGD on one batch of validated tensors; no input checks.
 
     Untargeted, or targeted at each rank in ``ranks`` in turn; every restart and every target
-    attacks only the examples still classified correctly. ``state`` (see :func:`clean_state`)
-    continues an earlier result. Returns ``(adversarial, success, objective)``.
+    attacks only the examples still classified correctly (see :func:`run_over_targets`).
+    Returns ``(adversarial, success, objective)``.
     """
-    images = tf.convert_to_tensor(images, tf.float32)
-    labels = tf.convert_to_tensor(labels, tf.int32)
-    clean, logits = clean_state(model, images, labels)
-    state = clean if state is None else state
-    attack = compiled_apgd(model, config, images.shape[1:])
+    attack = compiled_apgd(model, config, tuple(images.shape[1:]))
     scalars = (tf.constant(eps, tf.float32), tf.constant(steps, tf.int32),
                tf.constant(rho, tf.float32))
-    if not config.targeted:
-        return run_restarts(attack, (images, labels, labels), scalars, restarts, seed, state)
-    for rank in ranks:
-        targets = ranked_targets(logits, rank)
-        state = run_restarts(attack, (images, labels, targets), scalars, restarts, seed, state,
-                             first_seed=rank * restarts)
-    return state
+    return run_over_targets(model, attack, images, labels, scalars, restarts, seed,
+                            ranks if config.targeted else None, state)
 
 
 def apgd(model, images, labels=None, eps=DEFAULT_EPS, norm="inf", loss="cross_entropy",
@@ -292,11 +305,7 @@ def apgd(model, images, labels=None, eps=DEFAULT_EPS, norm="inf", loss="cross_en
     check_choice(loss, APGD_LOSSES, "loss")
     rho = check_fraction(rho, "rho", "the fraction of loss-increasing steps below which APGD "
                          "halves its step; 0.75 in the paper")
-    if target_class_rank is not None and not targeted:
-        raise ValueError(
-            f"`target_class_rank={target_class_rank}` was given but `targeted=False`; pass "
-            "`targeted=True` for APGD-T."
-        )
+    check_target_rank(targeted, target_class_rank, "APGD-T")
     images, labels, restore = _prepare(model, images, labels, False, None)
     num_classes = count_classes(model, images)
     ranks = target_ranks(num_classes, target_class_rank) if targeted else None

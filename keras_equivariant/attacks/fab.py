@@ -23,7 +23,7 @@ import dataclasses
 
 import tensorflow as tf
 
-from keras_equivariant.attacks.apgd import clean_state, ranked_targets, target_ranks
+from keras_equivariant.attacks.apgd import check_target_rank, run_over_targets, target_ranks
 from keras_equivariant.attacks.gradient import (
     DEFAULT_EPS,
     _check_scalar_eps,
@@ -34,7 +34,6 @@ from keras_equivariant.attacks.gradient import (
     image_spec,
     model_logits,
     normalize_norm,
-    run_restarts,
     usable_gradient,
 )
 from keras_equivariant.utils.validation import check_positive_int
@@ -197,25 +196,16 @@ def run_fab(model, images, labels, config: FabConfig, eps, steps=100, restarts=1
     attacks only the examples not yet broken; restart 0 starts at the clean image. Returns
     ``(adversarial, success, objective)``.
     """
-    images = tf.convert_to_tensor(images, tf.float32)
-    labels = tf.convert_to_tensor(labels, tf.int32)
-    clean, logits = clean_state(model, images, labels)
-    state = clean if state is None else state
-    attack = compiled_fab(model, config, images.shape[1:])
-    eps, steps = tf.constant(eps, tf.float32), tf.constant(steps, tf.int32)
+    attack = compiled_fab(model, config, tuple(images.shape[1:]))
 
     def restart_attack(*args):
         *inputs, seed_tensor = args
         random_start = tf.cast(seed_tensor[1] % restarts > 0, tf.float32)
         return attack(*inputs, random_start, seed_tensor)
 
-    if not config.targeted:
-        return run_restarts(restart_attack, (images, labels, labels), (eps, steps), restarts,
-                            seed, state)
-    for rank in ranks:
-        state = run_restarts(restart_attack, (images, labels, ranked_targets(logits, rank)),
-                             (eps, steps), restarts, seed, state, first_seed=rank * restarts)
-    return state
+    scalars = (tf.constant(eps, tf.float32), tf.constant(steps, tf.int32))
+    return run_over_targets(model, restart_attack, images, labels, scalars, restarts, seed,
+                            ranks if config.targeted else None, state)
 
 
 def fab(model, images, labels=None, eps=DEFAULT_EPS, norm="inf", targeted=True,
@@ -250,11 +240,7 @@ def fab(model, images, labels=None, eps=DEFAULT_EPS, norm="inf", targeted=True,
     eps = _check_scalar_eps(eps)
     steps = check_positive_int(steps, "steps")
     restarts = check_positive_int(restarts, "restarts")
-    if target_class_rank is not None and not targeted:
-        raise ValueError(
-            f"`target_class_rank={target_class_rank}` was given but `targeted=False`; pass "
-            "`targeted=True` for FAB-T."
-        )
+    check_target_rank(targeted, target_class_rank, "FAB-T")
     images, labels, restore = _prepare(model, images, labels, False, None)
     num_classes = count_classes(model, images)
     ranks = target_ranks(num_classes, target_class_rank) if targeted else None
