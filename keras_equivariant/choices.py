@@ -23,8 +23,9 @@ LR_SCHEDULES = ("constant", "step", "cosine")
 #: ``tf.distribute`` strategies of ``training.select_strategy``.
 DISTRIBUTIONS = ("auto", "mirrored", "multi_worker", "none")
 
-#: Attacks a robustness sweep can run (``keras_equivariant.attacks.protocols.AttackSpec``).
-ATTACKS = ("fgsm", "pgd", "random_noise")
+#: Attacks a robustness sweep can run (``keras_equivariant.attacks.protocols.AttackSpec``):
+#: FGSM / PGD / uniform noise, the AutoAttack components and the whole standard ensemble.
+ATTACKS = ("fgsm", "pgd", "random_noise", "apgd-ce", "apgd-t", "fab-t", "square", "autoattack")
 #: Evaluation protocols (``keras_equivariant.attacks.protocols.PROTOCOLS``).
 PROTOCOLS = ("default", "paper")
 #: Perturbation norms, canonical spellings (``keras_equivariant.utils.validation.check_norm``).

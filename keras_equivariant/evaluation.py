@@ -20,7 +20,7 @@ from pathlib import Path
 
 #: Attacks swept by default, and the attacks whose ``steps`` a sweep sets (the others pin them).
 DEFAULT_ATTACKS = ("fgsm", "pgd")
-STEPPED_ATTACKS = ("pgd",)
+STEPPED_ATTACKS = ("pgd", "apgd-ce", "apgd-t", "fab-t", "square")  # square: queries
 SHARD_DIRECTORY = "shard-{index}-of-{count}"
 _SHARD_PATTERN = re.compile(r"^shard-(\d+)-of-(\d+)$")
 

@@ -83,3 +83,68 @@ def trained_classifier():
 def held_out_split():
     """240 held-out synthetic examples ``(images, labels)``."""
     return stripes_dataset(240, seed=1)
+
+
+def linear_classifier(num_features, num_classes, seed):
+    """A keras Dense classifier on flattened ``(side, side, 1)`` images with random weights.
+
+    The bias makes all logits equal at the grey image 0.5, so decision boundaries pass near it.
+    """
+    side = int(round(np.sqrt(num_features)))
+    rng = np.random.default_rng(seed)
+    model = keras.Sequential([keras.Input((side, side, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(num_classes)])
+    weights = rng.normal(size=(num_features, num_classes)).astype(np.float32)
+    model.layers[-1].set_weights([weights, -0.5 * weights.sum(axis=0)])
+    return model
+
+
+def linear_boundary_distance(model, images, labels, norm):
+    """Exact minimal L-inf or L2 distance from each image to a misclassified point.
+
+    For a linear classifier ``z = W x + b`` class ``j`` beats the label ``y`` on the half-space
+    ``(w_j - w_y) . x' + b_j - b_y >= 0``, whose distance is the margin divided by the dual norm
+    of ``w_j - w_y`` (L1 for L-inf, L2 for L2); the answer is the smallest over ``j != y``. Exact
+    as long as the [0, 1] box is not reached (keep images at least the distance away from 0 and
+    1). Misclassified images have distance 0.
+    """
+    weights, bias = (np.asarray(value, np.float64) for value in model.layers[-1].get_weights())
+    flat = images.reshape(len(images), -1).astype(np.float64)
+    logits = flat @ weights + bias
+    rows = np.arange(len(images))
+    margins = logits[rows, labels][:, None] - logits                    # (n, classes)
+    differences = weights.T[None] - weights.T[labels][:, None]          # (n, classes, d)
+    dual = np.abs(differences).sum(-1) if norm == "inf" else np.sqrt((differences ** 2).sum(-1))
+    distance = np.where(np.arange(weights.shape[1])[None] == labels[:, None], np.inf,
+                        np.maximum(margins, 0.0) / np.maximum(dual, 1e-300))
+    return distance.min(axis=1)
+
+
+TOLERANCE = 1e-4
+
+
+def perturbation_size(delta, norm):
+    """Per-example L-inf or L2 norm of ``delta`` (float64)."""
+    flat = delta.reshape(len(delta), -1).astype(np.float64)
+    return np.abs(flat).max(1) if norm == "inf" else np.sqrt((flat ** 2).sum(1))
+
+
+def linear_problem(num_classes, norm, seed=0, num_images=200, side=4):
+    """A random linear classifier, images in [0.3, 0.7] and their exact boundary distances."""
+    model = linear_classifier(side * side, num_classes, seed)
+    images = np.random.default_rng(seed).uniform(0.3, 0.7, (num_images, side, side, 1))
+    images = images.astype(np.float32)
+    labels = predictions(model, images).astype(np.int32)
+    return model, images, labels, linear_boundary_distance(model, images, labels, norm)
+
+
+def assert_breaks_exactly_the_close_points(model, images, labels, adversarial, distance, eps,
+                                           norm, tolerance=TOLERANCE):
+    """Every image closer than ``eps - tolerance`` to the boundary is broken, none beyond eps."""
+    broken = predictions(model, adversarial) != labels
+    close, far = distance < eps - tolerance, distance > eps + TOLERANCE
+    assert close.sum() >= 20 and far.sum() >= 20  # the budget splits the data
+    np.testing.assert_array_equal(broken[close], True)
+    np.testing.assert_array_equal(broken[far], False)
+    assert perturbation_size(adversarial - images, norm).max() <= eps + 1e-6
+    assert adversarial.min() >= 0.0 and adversarial.max() <= 1.0

@@ -113,7 +113,8 @@ def model_logits(model, images):
     return tf.cast(model(images, training=False), tf.float32)
 
 
-def _image_spec(sample_shape):
+def image_spec(sample_shape):
+    """The input signature of a batch of float32 images with a free batch axis."""
     return tf.TensorSpec((None,) + tuple(sample_shape), tf.float32)
 
 
@@ -122,13 +123,18 @@ def compiled_logits(model, sample_shape):
     model_ref = weakref.ref(model)
 
     def build():
-        @tf.function(input_signature=[_image_spec(sample_shape)])
+        @tf.function(input_signature=[image_spec(sample_shape)])
         def logits(images):
             return model_logits(model_ref(), images)
 
         return logits
 
     return cached_for_model(model, ("logits", tuple(sample_shape)), build)
+
+
+def count_classes(model, images) -> int:
+    """The number of logits ``model`` returns for a batch shaped like ``images`` (one forward)."""
+    return int(compiled_logits(model, images.shape[1:])(images[:1]).shape[-1])
 
 
 def compiled_attack(model, config: AttackConfig, sample_shape):
@@ -142,6 +148,16 @@ def compiled_attack(model, config: AttackConfig, sample_shape):
     return cached_for_model(
         model, ("attack", config, tuple(sample_shape)),
         lambda: _build_attack(weakref.ref(model), config, tuple(sample_shape)))
+
+
+def usable_gradient(tape, objective, inputs):
+    """``d objective / d inputs`` with unconnected and non-finite entries set to zero.
+
+    NaN/inf entries give no usable direction (and would poison the iterate); the sanity checks
+    report them instead.
+    """
+    gradient = tape.gradient(objective, inputs, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    return tf.where(tf.math.is_finite(gradient), gradient, tf.zeros_like(gradient))
 
 
 def _build_attack(model_ref, config: AttackConfig, sample_shape):
@@ -173,7 +189,7 @@ def _build_attack(model_ref, config: AttackConfig, sample_shape):
         )
 
     @tf.function(input_signature=[
-        _image_spec(sample_shape),
+        image_spec(sample_shape),
         tf.TensorSpec((None,), tf.int32),
         tf.TensorSpec((), tf.float32),
         tf.TensorSpec((), tf.float32),
@@ -192,12 +208,7 @@ def _build_attack(model_ref, config: AttackConfig, sample_shape):
             with tf.GradientTape() as tape:
                 tape.watch(adversarial)
                 objective, success = evaluate(model, adversarial, goal_labels)
-            gradient = tape.gradient(
-                objective, adversarial, unconnected_gradients=tf.UnconnectedGradients.ZERO
-            )
-            # NaN/inf entries give no usable direction (and would poison the iterate); the
-            # sanity checks report them instead.
-            gradient = tf.where(tf.math.is_finite(gradient), gradient, tf.zeros_like(gradient))
+            gradient = usable_gradient(tape, objective, adversarial)
             if config.keep_best:
                 best = keep_better(best, (adversarial, success, objective))
             adversarial = _project(
@@ -211,6 +222,41 @@ def _build_attack(model_ref, config: AttackConfig, sample_shape):
     return attack
 
 
+def run_restarts(attack, inputs, scalars, restarts, seed, state=None, first_seed=0):
+    """Runs a compiled attack ``restarts`` times, each restart only on the not-yet-broken examples.
+
+    ``attack(*inputs, *scalars, seed) -> (adversarial, success, objective)`` is a compiled attack
+    whose ``inputs`` (images first) share the batch axis and whose ``scalars`` are tensors; restart
+    ``r`` is seeded with ``(seed, first_seed + r)``. A kept adversarial is replaced only by a
+    successful one or, failing that, a higher-objective one. ``state``, an earlier
+    ``(adversarial, success, objective)`` for the whole batch, is continued instead of starting
+    afresh (its successful examples are not attacked again).
+
+    Returns ``(adversarial, success, objective)`` for the whole batch.
+    """
+    for restart in range(restarts):
+        seed_tensor = tf.constant([seed, first_seed + restart], tf.int64)
+        if state is None:
+            state = attack(*inputs, *scalars, seed_tensor)
+            continue
+        adversarial, success, objective = state
+        remaining = tf.where(tf.logical_not(success))
+        if remaining.shape[0] == 0:
+            break
+        new_adversarial, new_success, new_objective = attack(
+            *(tf.gather_nd(tensor, remaining) for tensor in inputs), *scalars, seed_tensor)
+        better = tf.logical_or(new_success, new_objective > tf.gather_nd(objective, remaining))
+        update = tf.boolean_mask(remaining, better)
+        state = (
+            tf.tensor_scatter_nd_update(adversarial, update,
+                                        tf.boolean_mask(new_adversarial, better)),
+            tf.tensor_scatter_nd_update(success, update, tf.boolean_mask(new_success, better)),
+            tf.tensor_scatter_nd_update(objective, update,
+                                        tf.boolean_mask(new_objective, better)),
+        )
+    return state
+
+
 def run_attack(model, images, goal_labels, config: AttackConfig, eps, step_size, steps,
                restarts=1, seed=0):
     """Runs a compiled attack on one batch of already-validated tensors; no input checks.
@@ -222,27 +268,9 @@ def run_attack(model, images, goal_labels, config: AttackConfig, eps, step_size,
     images = tf.convert_to_tensor(images, tf.float32)
     goal_labels = tf.convert_to_tensor(goal_labels, tf.int32)
     attack = compiled_attack(model, config, images.shape[1:])
-    eps = tf.constant(eps, tf.float32)
-    step_size = tf.constant(step_size, tf.float32)
-    steps = tf.constant(steps, tf.int32)
-    adversarial, success, objective = attack(
-        images, goal_labels, eps, step_size, steps, tf.constant([seed, 0], tf.int64)
-    )
-    for restart in range(1, restarts):
-        remaining = tf.where(tf.logical_not(success))
-        if remaining.shape[0] == 0:
-            break
-        new_adversarial, new_success, new_objective = attack(
-            tf.gather_nd(images, remaining), tf.gather_nd(goal_labels, remaining), eps,
-            step_size, steps, tf.constant([seed, restart], tf.int64),
-        )
-        better = tf.logical_or(new_success, new_objective > tf.gather_nd(objective, remaining))
-        update = tf.boolean_mask(remaining, better)
-        adversarial = tf.tensor_scatter_nd_update(
-            adversarial, update, tf.boolean_mask(new_adversarial, better))
-        success = tf.tensor_scatter_nd_update(success, update, tf.boolean_mask(new_success, better))
-        objective = tf.tensor_scatter_nd_update(
-            objective, update, tf.boolean_mask(new_objective, better))
+    scalars = (tf.constant(eps, tf.float32), tf.constant(step_size, tf.float32),
+               tf.constant(steps, tf.int32))
+    adversarial, success, _ = run_restarts(attack, (images, goal_labels), scalars, restarts, seed)
     return adversarial, success
 
 

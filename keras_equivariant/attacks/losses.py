@@ -31,6 +31,42 @@ def margin_loss(logits, labels):
     return other_logit - true_logit
 
 
+def _sorted_logits(logits, count):
+    """The ``count`` largest logits per row, in decreasing order (needs ``count`` classes)."""
+    num_classes = logits.shape[-1]
+    if num_classes is not None and num_classes < count:
+        raise ValueError(
+            f"The DLR loss needs at least 3 classes (it divides by the gap between the largest "
+            f"and third-largest logit); the model returns {num_classes} logits. Use "
+            "loss='cross_entropy' for a model with fewer classes."
+        )
+    return tf.math.top_k(logits, k=count).values
+
+
+def dlr_loss(logits, labels):
+    """Difference of logits ratio (Croce & Hein 2020), one value per example.
+
+    ``(max_{j != y} z_j - z_y) / (z_pi1 - z_pi3)`` with ``z_pi1 >= z_pi2 >= ...`` the sorted logits:
+    the :func:`margin_loss` divided by a logit gap, so it is invariant to shifting and rescaling
+    the logits (a model cannot hide behind large logits). Needs at least 3 classes.
+    """
+    top = _sorted_logits(logits, 3)
+    return margin_loss(logits, labels) / (top[:, 0] - top[:, 2] + 1e-12)
+
+
+def targeted_dlr_loss(logits, labels, target_labels):
+    """Targeted DLR loss of APGD-T, one value per example (ascended towards ``target_labels``).
+
+    ``(z_t - z_y) / (z_pi1 - (z_pi3 + z_pi4) / 2)``. With 3 classes there is no ``z_pi4`` and the
+    denominator is ``z_pi1 - z_pi3``, that of :func:`dlr_loss`.
+    """
+    num_classes = logits.shape[-1]
+    top = _sorted_logits(logits, 3 if num_classes == 3 else 4)
+    true_logit = tf.gather(logits, labels, axis=-1, batch_dims=1)
+    target_logit = tf.gather(logits, target_labels, axis=-1, batch_dims=1)
+    return (target_logit - true_logit) / (top[:, 0] - 0.5 * (top[:, 2] + top[:, -1]) + 1e-12)
+
+
 LOSSES = {"cross_entropy": cross_entropy_loss, "margin": margin_loss}
 
 

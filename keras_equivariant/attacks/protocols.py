@@ -34,6 +34,7 @@ import dataclasses
 
 import numpy as np
 
+from keras_equivariant.attacks.autoattack import run_autoattack, run_named_attack
 from keras_equivariant.attacks.gradient import (
     PGD_STEPS,
     AttackConfig,
@@ -46,20 +47,34 @@ from keras_equivariant.attacks.losses import LOSSES
 from keras_equivariant.choices import ATTACKS
 from keras_equivariant.utils.validation import check_choice, check_eps, check_positive_int
 
+# The AutoAttack components and the whole standard ensemble (names in choices.ATTACKS)
+AUTOATTACK_FAMILY = ("apgd-ce", "apgd-t", "fab-t", "square", "autoattack")
+# iterations (APGD, FAB, AutoAttack's APGD/FAB) or queries (Square) when not given
+DEFAULT_STEPS = {"apgd-ce": 100, "apgd-t": 100, "fab-t": 100, "square": 5000, "autoattack": 100}
+# the objective each AutoAttack-family attack optimizes (recorded in reports)
+FAMILY_LOSSES = {"apgd-ce": "cross_entropy", "apgd-t": "dlr", "fab-t": "margin",
+                 "square": "margin", "autoattack": "autoattack"}
+
 
 @dataclasses.dataclass(frozen=True)
 class AttackSpec:
     """One fully specified attack in pixel units, as run by sweeps and sanity checks.
 
     Args:
-        attack: ``"fgsm"``, ``"pgd"`` or ``"random_noise"``.
+        attack: ``"fgsm"``, ``"pgd"``, ``"random_noise"``, or an AutoAttack component
+            (``"apgd-ce"``, ``"apgd-t"``, ``"fab-t"``, ``"square"``) or the whole standard
+            ``"autoattack"`` (see :mod:`keras_equivariant.attacks.autoattack`).
         norm: ``"inf"`` or ``"2"``.
-        loss: ``"cross_entropy"`` or ``"margin"``.
-        steps: gradient steps (PGD); pinned to 1 for FGSM and 0 for random noise.
-        step_size: PGD step in pixel units; ``None`` means ``2.5 * eps / steps``.
+        loss: ``"cross_entropy"`` or ``"margin"``; pinned for the AutoAttack family to the
+            objective it optimizes (``"dlr"`` for APGD-T).
+        steps: gradient steps (PGD); pinned to 1 for FGSM and 0 for random noise. Iterations of
+            APGD / FAB, queries of Square; pinned to 100 for ``"autoattack"``.
+        step_size: PGD step in pixel units; ``None`` means ``2.5 * eps / steps`` (APGD adapts
+            its own, starting at ``2 * eps``).
         random_start: PGD starts from a uniform random point in the ball.
         keep_best: PGD returns the best iterate instead of the last.
-        restarts: PGD random restarts, or the number of draws of ``random_noise``.
+        restarts: PGD / APGD-CE random restarts (per target class for APGD-T and FAB-T), or the
+            number of draws of ``random_noise``; pinned to 1 for Square and AutoAttack.
     """
 
     attack: str = "pgd"
@@ -83,7 +98,17 @@ class AttackSpec:
             for name, value in (("steps", 0), ("step_size", None), ("random_start", True),
                                 ("keep_best", True)):
                 object.__setattr__(self, name, value)
-        check_choice(self.loss, LOSSES, "loss")
+        elif self.attack in AUTOATTACK_FAMILY:
+            pinned = {"step_size": None, "random_start": True, "keep_best": True,
+                      "loss": FAMILY_LOSSES[self.attack]}
+            if self.attack in ("square", "autoattack"):
+                pinned["restarts"] = 1
+            if self.attack == "autoattack":
+                pinned["steps"] = DEFAULT_STEPS["autoattack"]
+            for name, value in pinned.items():
+                object.__setattr__(self, name, value)
+        if self.attack not in AUTOATTACK_FAMILY:
+            check_choice(self.loss, LOSSES, "loss")
         check_positive_int(self.steps, "steps", minimum=0 if self.attack == "random_noise" else 1)
         check_restarts(self.restarts, self.random_start)
         if self.step_size is not None:
@@ -93,12 +118,19 @@ class AttackSpec:
         """The pixel step size used at budget ``eps_pixel``."""
         if self.attack == "fgsm":
             return eps_pixel
-        if self.attack == "random_noise":
+        if self.attack in ("apgd-ce", "apgd-t"):
+            return 2.0 * eps_pixel  # APGD's initial step, halved adaptively
+        if self.attack in ("random_noise", "fab-t", "square", "autoattack"):
             return 0.0
         return pgd_step_size(eps_pixel, self.steps, self.step_size)
 
     def run(self, model, images, labels, eps_pixel: float, seed: int = 0):
         """Attacks a validated batch (float32 tensor in [0, 1], int32 labels); returns a tensor."""
+        if self.attack == "autoattack":
+            return run_autoattack(model, images, labels, self.norm, eps_pixel, "standard", seed)[0]
+        if self.attack in AUTOATTACK_FAMILY:
+            return run_named_attack(self.attack, model, images, labels, self.norm, eps_pixel,
+                                    seed, self.restarts, steps=self.steps)[0]
         config = AttackConfig(self.norm, self.loss, False, self.random_start, self.keep_best)
         adversarial, _ = run_attack(
             model, images, labels, config, eps_pixel, self.step_size_for(eps_pixel), self.steps,
@@ -146,26 +178,31 @@ class EvaluationProtocol:
         """Builds the pixel-space :class:`AttackSpec` this protocol runs for the given arguments.
 
         ``step_size`` is in ``eps_unit``. ``None`` arguments take the protocol's value; an explicit
-        argument that contradicts a fixed setting raises ``ValueError``.
+        argument that contradicts a fixed setting raises ``ValueError``. A protocol's fixed PGD
+        settings do not apply to the AutoAttack family (only its norm and eps units do).
         """
         check_choice(attack, ATTACKS, "attack")
+        fixed = self.fixed
+        if attack in AUTOATTACK_FAMILY:
+            fixed = {key: value for key, value in fixed.items() if key == "norm"}
         requested = {"norm": normalize_norm(norm), "steps": steps, "restarts": restarts,
                      "loss": loss,
                      "step_size": None if step_size is None else
                      float(check_eps(step_size, "step_size")[0] * self.eps_to_pixel)}
-        settings = {"norm": requested["norm"], "loss": "cross_entropy", "steps": PGD_STEPS,
-                    "step_size": None, "random_start": True, "keep_best": True, "restarts": 1}
+        settings = {"norm": requested["norm"], "loss": "cross_entropy",
+                    "steps": DEFAULT_STEPS.get(attack, PGD_STEPS), "step_size": None,
+                    "random_start": True, "keep_best": True, "restarts": 1}
         for key, value in requested.items():
             if value is None:
                 continue
-            if key in self.fixed and not _same_setting(value, self.fixed[key]):
+            if key in fixed and not _same_setting(value, fixed[key]):
                 raise ValueError(
-                    f"protocol={self.name!r} fixes {key}={self.fixed[key]!r} (pixel units for "
+                    f"protocol={self.name!r} fixes {key}={fixed[key]!r} (pixel units for "
                     f"step sizes); received {key}={value!r}. Use protocol='default' to choose "
                     "attack settings freely."
                 )
             settings[key] = value
-        settings.update(self.fixed)
+        settings.update(fixed)
         return AttackSpec(attack=attack, **settings)
 
     def to_dict(self) -> dict:

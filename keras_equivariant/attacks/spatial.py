@@ -37,7 +37,7 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
-from keras_equivariant.attacks.gradient import _image_spec, _prepare, model_logits
+from keras_equivariant.attacks.gradient import image_spec, _prepare, model_logits
 from keras_equivariant.attacks.losses import margin_loss
 from keras_equivariant.utils.compiled import cached_for_model
 from keras_equivariant.utils.validation import (
@@ -272,7 +272,7 @@ _PARAMETER_SPECS = [
 def _build_worst(model_ref, sample_shape, interpolation, fill_mode):
     turn_step = 1 if sample_shape[0] == sample_shape[1] else 2
 
-    @tf.function(input_signature=[_image_spec(sample_shape), tf.TensorSpec((None,), tf.int32),
+    @tf.function(input_signature=[image_spec(sample_shape), tf.TensorSpec((None,), tf.int32),
                                   *_PARAMETER_SPECS])
     def worst(images, labels, matrices, quarter_turns, points_per_pass, fill_value):
         model = model_ref()
@@ -322,7 +322,7 @@ def _build_worst(model_ref, sample_shape, interpolation, fill_mode):
 def _build_predictions(model_ref, sample_shape, interpolation, fill_mode):
     turn_step = 1 if sample_shape[0] == sample_shape[1] else 2
 
-    @tf.function(input_signature=[_image_spec(sample_shape), *_PARAMETER_SPECS])
+    @tf.function(input_signature=[image_spec(sample_shape), *_PARAMETER_SPECS])
     def predictions(images, matrices, quarter_turns, points_per_pass, fill_value):
         model = model_ref()
         num_images = tf.shape(images)[0]

@@ -19,7 +19,10 @@ def add_parser(subparsers):
         "system), then combine the shards with --merge.")
     parser.add_argument("model_path", help="the .keras file written by `keras-equivariant train`")
     parser.add_argument("--attack", nargs="+", choices=choices.ATTACKS,
-                        default=["fgsm", "pgd"], help="attacks to sweep (default: fgsm pgd)")
+                        default=["fgsm", "pgd"],
+                        help="attacks to sweep (default: fgsm pgd); 'autoattack' is the standard "
+                             "AutoAttack ensemble (APGD-CE, APGD-T, FAB-T, Square), the strongest "
+                             "evidence for a robustness claim")
     parser.add_argument("--eps", nargs="+", type=_common.eps_value, default=None,
                         help="budgets, e.g. 0 1/255 8/255 (default: the protocol's grid; in "
                              "pixel units for 'default', normalized units for 'paper')")
@@ -27,7 +30,9 @@ def add_parser(subparsers):
                         help="'default': pixel-space eps, PGD-10 with random start; 'paper': "
                              "the official code's protocol (default: %(default)s)")
     parser.add_argument("--steps", type=_common.positive_int, default=None,
-                        help="PGD steps (default: the protocol's)")
+                        help="iterations of PGD / APGD / FAB, queries of Square (default: the "
+                             "protocol's PGD steps; 100 for APGD and FAB, 5000 for Square; "
+                             "autoattack always runs its standard settings)")
     _common.add_data_arguments(parser)
     parser.add_argument("--max-examples", type=_common.positive_int, default=None,
                         help="evaluate on a class-balanced subset of N test images")

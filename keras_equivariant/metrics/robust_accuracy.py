@@ -253,7 +253,9 @@ def robust_accuracy(model, dataset, attack="pgd", eps=None, protocol="default", 
         model: Keras classifier returning logits (called with ``training=False``).
         dataset: batched ``tf.data.Dataset`` of ``(images, labels)`` with pixels in [0, 1], or an
             ``(images, labels)`` pair of arrays (batched by 128).
-        attack: ``"pgd"``, ``"fgsm"`` or ``"random_noise"``.
+        attack: ``"pgd"``, ``"fgsm"``, ``"random_noise"``, an AutoAttack component
+            (``"apgd-ce"``, ``"apgd-t"``, ``"fab-t"``, ``"square"``) or ``"autoattack"`` (the
+            standard ensemble; see :data:`keras_equivariant.choices.ATTACKS`).
         eps: budgets in the protocol's unit (pixel for ``"default"``, normalized [-1, 1] for
             ``"paper"``); ``None`` uses the protocol's default grid.
         protocol: ``"default"`` (honest) or ``"paper"`` (the official evaluation of the paper,
@@ -262,6 +264,8 @@ def robust_accuracy(model, dataset, attack="pgd", eps=None, protocol="default", 
         steps, step_size, restarts, loss: PGD settings (step size in the protocol's eps unit);
             ``None`` takes the protocol's value (default protocol: 10 steps, ``2.5 * eps / steps``,
             1 restart, cross-entropy). ``restarts`` is the number of draws for ``random_noise``.
+            For the AutoAttack family ``steps`` is the number of iterations (APGD, FAB; default
+            100) or queries (Square; default 5000); see :class:`AttackSpec`.
         output_dir: if set, ``<model>_<protocol>_<attack>_L<norm>.{csv,json}`` are rewritten there
             after every finished budget, and finished budgets are reused by a rerun.
         max_batches: evaluate only the first ``max_batches`` batches.

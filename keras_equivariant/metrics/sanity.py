@@ -18,6 +18,10 @@ at least one of these, following Athalye et al. 2018 and Carlini et al. 2019:
   softmax's gradient is float32 round-off: whether an attack gets a zero gradient or a noisy one
   then depends on which CPU kernels computed the softmax, so no attack result on such a model
   means anything. Decided on the outputs alone, so the verdict is the same on every CPU.
+* ``black_box_not_stronger_than_pgd``: the Square attack (a score-based random search that
+  reads only the logits, so a useless gradient cannot stop it) must not break examples that
+  white-box PGD leaves robust (fraction of examples <= tolerance). The strongest single check
+  against gradient masking (Croce & Hein 2020).
 * ``gradients_finite_and_nonzero``: the gradient of the loss the attacks use (softmax
   cross-entropy of the outputs) must be finite, and must not vanish for more than a
   ``tolerance`` fraction of the clean examples. It vanishes when even its first-order effect
@@ -162,7 +166,7 @@ def _differs_between_passes(model, images):
 
 
 def sanity_checks(model, dataset, eps=DEFAULT_EPS, norm="inf", steps=10, num_noise_samples=100,
-                  tolerance=0.005, max_batches=None, seed=0, model_name=None, verbose=0):
+                  num_black_box_queries=1000, tolerance=0.005, max_batches=None, seed=0, model_name=None, verbose=0):
     """Runs the gradient-masking checklist on ``model`` and returns a printable pass/fail report.
 
     Args:
@@ -173,6 +177,7 @@ def sanity_checks(model, dataset, eps=DEFAULT_EPS, norm="inf", steps=10, num_noi
         norm: ``"inf"`` or ``"2"``.
         steps: PGD steps of the reference attack (the "more steps" check uses twice as many).
         num_noise_samples: uniform draws per example for the random-noise attack.
+        num_black_box_queries: model queries per example of the Square attack.
         tolerance: allowed slack, as a fraction of the examples, for the comparisons between
             attacks and for the zero-gradient fraction.
         max_batches: evaluate only the first ``max_batches`` batches.
@@ -196,6 +201,7 @@ def sanity_checks(model, dataset, eps=DEFAULT_EPS, norm="inf", steps=10, num_noi
         raise ValueError("`eps` must be > 0 for the sanity checks; received 0.")
     steps = check_positive_int(steps, "steps")
     num_noise_samples = check_positive_int(num_noise_samples, "num_noise_samples")
+    num_black_box_queries = check_positive_int(num_black_box_queries, "num_black_box_queries")
     if max_batches is not None:
         max_batches = check_positive_int(max_batches, "max_batches")
     if not 0 <= tolerance < 1:
@@ -209,6 +215,7 @@ def sanity_checks(model, dataset, eps=DEFAULT_EPS, norm="inf", steps=10, num_noi
     runs["pgd_half_eps"] = (AttackSpec("pgd", norm, steps=steps), eps / 2)
     runs["pgd_eps_zero"] = (AttackSpec("pgd", norm, steps=steps), 0.0)
     runs["random_noise"] = (AttackSpec("random_noise", norm, restarts=num_noise_samples), eps)
+    runs["square"] = (AttackSpec("square", norm, steps=num_black_box_queries), eps)
     flags = {name: [] for name in runs}
     flags.update(clean=[], non_finite=[], zero_gradient=[], zero_margin_gradient=[],
                  saturated=[], nondeterministic=[])
@@ -282,6 +289,14 @@ def sanity_checks(model, dataset, eps=DEFAULT_EPS, norm="inf", steps=10, num_noi
         f"{percent(noise_only)}",
         random_noise_accuracy=accuracy["random_noise"], pgd_accuracy=accuracy["pgd"],
         broken_by_noise_only=noise_only)
+    black_box_only = float(np.mean(flags["pgd"] & ~flags["square"]))
+    add("black_box_not_stronger_than_pgd",
+        black_box_only <= tolerance,
+        f"Square ({num_black_box_queries} queries) {percent(accuracy['square'])} vs PGD "
+        f"{percent(accuracy['pgd'])}; examples broken by Square but not by PGD: "
+        f"{percent(black_box_only)}",
+        square_accuracy=accuracy["square"], pgd_accuracy=accuracy["pgd"],
+        broken_by_black_box_only=black_box_only)
     add("outputs_are_logits",
         accuracy["saturated"] <= tolerance,
         ("outputs are logits" if not probability_outputs else

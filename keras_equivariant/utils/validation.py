@@ -64,6 +64,15 @@ def check_positive_int(value, name: str, minimum: int = 1) -> int:
     return int(value)
 
 
+def check_fraction(value, name: str, meaning: str) -> float:
+    """Returns ``value`` as a float if it is a single number in (0, 1]; ``meaning`` explains it."""
+    number = float(value) if np.ndim(value) == 0 and isinstance(
+        value, (numbers.Real, np.floating, np.integer)) else float("nan")
+    if not 0.0 < number <= 1.0:
+        raise ValueError(f"`{name}` must be a number in (0, 1] ({meaning}); received {value!r}.")
+    return number
+
+
 # An L-inf ball of this radius around [0, 1] pixels reaches mid-gray from every pixel value: such
 # a budget was almost surely given in 0..255 units (eps=8 meant for eps=8/255).
 LARGE_LINF_EPS = 0.5

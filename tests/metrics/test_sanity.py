@@ -19,7 +19,8 @@ from keras_equivariant.metrics import sanity_checks
 
 CHECKS = ["pgd_not_weaker_than_fgsm", "more_steps_do_not_help_the_model", "eps_zero_equals_clean",
           "accuracy_decreases_with_eps", "large_eps_breaks_model",
-          "random_noise_not_stronger_than_pgd", "outputs_are_logits",
+          "random_noise_not_stronger_than_pgd", "black_box_not_stronger_than_pgd",
+          "outputs_are_logits",
           "gradients_finite_and_nonzero", "deterministic_model"]
 
 
@@ -49,6 +50,8 @@ def test_item9_gradient_masked_model_is_flagged():
     assert not report["gradients_finite_and_nonzero"].passed
     assert not report["large_eps_breaks_model"].passed
     assert not report["random_noise_not_stronger_than_pgd"].passed
+    black_box = report["black_box_not_stronger_than_pgd"]
+    assert not black_box.passed and black_box.values["broken_by_black_box_only"] > 0.3
     assert report["eps_zero_equals_clean"].passed  # the bookkeeping itself is still exact
     assert "FAILED" in str(report) and "gradients_finite_and_nonzero" in str(report)
 
