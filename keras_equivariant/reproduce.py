@@ -9,11 +9,12 @@ in the model's run directory and is skipped when a rerun finds it done, so an in
 Layout of ``<output-dir>`` (default ``runs/reproduce-<preset>``):
 
 ```
-report.md  results.json  robust_accuracy_fgsm.png  robust_accuracy_pgd.png
+report.md  results.json  robust_accuracy_fgsm.png  robust_accuracy_pgd.png  rotation_accuracy.png
 <run name>/               one `keras-equivariant train` run directory per model
     evaluation/fgsm/ evaluation/pgd/   robust-accuracy CSV/JSON (resumable)
     evaluation/clever_2.json           CLEVER scores per image (resumable)
     evaluation/equivariance.json       relative errors of the logits under C4
+    evaluation/spatial/                worst rotation/translation, accuracy vs angle (resumable)
 ```
 """
 
@@ -57,6 +58,11 @@ class Preset:
     clever_num_batches: int | None  # None: the CLEVER preset's
     clever_num_samples_per_batch: int | None
     equivariance_images: int
+    # Spatial robustness: worst of rotations -30..30 deg x translations -3..3 px, searched over
+    # the whole grid ("grid", 1029 transforms) or over `spatial_samples` random draws per image
+    # ("random", Engstrom et al.'s worst-of-k); plus the 0..355 deg accuracy curve.
+    spatial_mode: str = "random"
+    spatial_samples: int | None = 10
 
 
 PRESETS = {
@@ -76,6 +82,7 @@ PRESETS = {
         eps=(0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255), pgd_steps=10,
         clever_images=2, clever_preset="fast", clever_norm="2", clever_num_batches=100,
         clever_num_samples_per_batch=16, equivariance_images=16,
+        spatial_mode="random", spatial_samples=10,
     ),
     "paper": Preset(
         name="paper",
@@ -91,6 +98,7 @@ PRESETS = {
         eps=tuple(round(0.01 * step, 2) for step in range(16)), pgd_steps=None,
         clever_images=20, clever_preset="paper", clever_norm="2", clever_num_batches=None,
         clever_num_samples_per_batch=None, equivariance_images=100,
+        spatial_mode="grid", spatial_samples=None,
     ),
 }
 
@@ -153,6 +161,7 @@ def reproduce(preset="quick", output_dir=None, dataset="cifar10", data_dir=None,
         resume.save(results_path, identity, results)
 
     reports = {"fgsm": [], "pgd": []}
+    rotation_curves = []
     lr_schedules = {name: (training.PAPER_LR_SCHEDULES[name] if preset.lr_schedule == "paper"
                            else preset.lr_schedule) for name in preset.models}
     for index, model_name in enumerate(preset.models, start=1):
@@ -207,14 +216,49 @@ def reproduce(preset="quick", output_dir=None, dataset="cifar10", data_dir=None,
             num_images=preset.equivariance_images, dataset=dataset, data_dir=data_dir)
         save()
 
+        print(f"{header}: spatial robustness (worst rotation/translation, 0-355 deg curve)")
+        stage = time.perf_counter()
+        entry["spatial"], curve = _spatial_stage(model, model_name, run_dir, preset, dataset,
+                                                 data_dir)
+        rotation_curves.append(curve)
+        entry["stage_seconds"]["spatial"] = time.perf_counter() - stage
+        save()
+
     for attack, attack_reports in reports.items():
         metrics.plot_robust_accuracy(
             attack_reports, path=output_dir / f"robust_accuracy_{attack}.png",
             title=f"{attack.upper()}, {preset.name} preset ({preset.protocol} protocol)")
+    metrics.plot_transformation_accuracy(
+        rotation_curves, path=output_dir / "rotation_accuracy.png",
+        title=f"Accuracy vs rotation angle, {preset.name} preset")
     io.atomic_write_text(output_dir / "report.md", render_report(results))
     save()
     print(f"report: {output_dir / 'report.md'} (wall time {results['wall_seconds']:.0f} s)")
     return results
+
+
+def _spatial_stage(model, model_name, run_dir, preset, dataset, data_dir):
+    """``(summary, rotation-curve report)`` of one model; both metrics resume by batch."""
+    from keras_equivariant import data, metrics
+
+    test = data.load_dataset(dataset, "test", data_dir=data_dir, batch_size=preset.batch_size,
+                             shuffle=False, max_examples=preset.max_test_examples)
+    folder = run_dir / "evaluation" / "spatial"
+    curve = metrics.transformation_accuracy(
+        model, test, rotations=range(0, 360, 5), output_dir=folder, model_name=model_name,
+        verbose=0)
+    worst = metrics.spatial_robust_accuracy(
+        model, test, mode=preset.spatial_mode, num_samples=preset.spatial_samples,
+        output_dir=folder, model_name=model_name, verbose=0)
+    angles, accuracies = curve.curve("rotation")
+    summary = {
+        "worst_case_accuracy": worst.spatial_accuracy,
+        "num_transformations": worst.num_transformations,
+        "consistency_90": min(curve.at("rotation", angle, "consistency")
+                              for angle in (90, 180, 270)),
+        "rotation_curve": {f"{angle:g}": accuracy for angle, accuracy in zip(angles, accuracies)},
+    }
+    return summary, curve
 
 
 def _check_preset(name):
@@ -291,6 +335,10 @@ def render_report(results):
         "float32 round-off gives ~1e-6 for an exactly invariant model). \"claims C4 invariance\": "
         "whether the architecture is rotation-invariant by construction; the hybrids (standard-"
         "convolution branches or trunks) are not, so errors of order 1 are expected for them.",
+        f"- Spatial robustness: accuracy under the worst of rotations -30..30 deg x translations "
+        f"-3..3 px ({_spatial_search(preset)}; Engstrom et al., ICML 2019), and the fraction of "
+        "test images whose prediction is unchanged by 90/180/270-degree rotations (the minimum "
+        "over the three; 100 % for a C4-invariant model). Curves: `rotation_accuracy.png`.",
         f"- Hardware: {hardware['cpu']}, {hardware['cpu_cores']} cores, GPUs: "
         f"{', '.join(hardware['gpus']) or 'none'}; TensorFlow {hardware['tensorflow']}, "
         f"Keras {hardware['keras']}, keras-equivariant {hardware.get('keras_equivariant')} "
@@ -302,8 +350,8 @@ def render_report(results):
         "",
         "| model | parameters | train time (s) | clean acc. (%) | FGSM acc. @ largest eps (%) "
         "| PGD acc. @ largest eps (%) | CLEVER median | claims C4 invariance "
-        "| C4 equivariance error |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| C4 equivariance error | worst rot./transl. acc. (%) | 90° consistency (%) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for model_name, entry in results["models"].items():
         training = entry.get("training", {})
@@ -318,7 +366,8 @@ def render_report(results):
             f"{'n/a' if not clever else format(clever['median'], '.4g')} | "
             f"{'yes' if claims_c4_invariance(model_name, preset['variant']) else 'no'} | "
             f"{'n/a' if not equivariance else _format_error(equivariance['max_relative_error'])} "
-            "|")
+            f"| {_percent((entry.get('spatial') or {}).get('worst_case_accuracy'))} "
+            f"| {_percent((entry.get('spatial') or {}).get('consistency_90'))} |")
     for attack in ("fgsm", "pgd"):
         eps_values = sorted({eps for entry in results["models"].values()
                              for eps in entry.get("attacks", {}).get(attack, {})}, key=float)
@@ -346,6 +395,12 @@ def _clever_budget(preset):
     samples = preset["clever_num_samples_per_batch"] or samples
     return (f"`{preset['clever_preset']}` preset with {batches} batches x {samples} gradient "
             "samples per target class")
+
+
+def _spatial_search(preset):
+    if preset.get("spatial_mode", "random") == "grid":
+        return "whole grid of 21 angles x 7 x 7 shifts"
+    return f"worst of {preset.get('spatial_samples') or 10} random draws per image"
 
 
 def claims_c4_invariance(model_name, variant):

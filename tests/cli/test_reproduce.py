@@ -23,6 +23,12 @@ def test_reproduce_writes_report_and_resumes(tiny_data_dir, tmp_path, capsys):
         assert len(entry["attacks"]["pgd"]) == 5
         assert entry["clever"]["num_images"] == 1 and entry["clever"]["median"] > 0
         assert set(entry["equivariance"]["relative_errors"]) == {"rot90", "rot180", "rot270"}
+        spatial = entry["spatial"]
+        assert spatial["num_transformations"] == 10  # the quick preset's worst of 10 draws
+        assert 0 <= spatial["worst_case_accuracy"] <= entry["training"]["test_accuracy"] + 1e-9
+        assert list(spatial["rotation_curve"])[:3] == ["0", "5", "10"]
+    # Exactly C4-invariant: every prediction survives 90/180/270-degree rotations.
+    assert results["models"]["CascadedGCNN"]["spatial"]["consistency_90"] == 1.0
     # The end-to-end invariant model is invariant after training too; the hybrid is not.
     invariant_error = results["models"]["CascadedGCNN"]["equivariance"]["max_relative_error"]
     assert invariant_error < 1e-4
@@ -35,12 +41,15 @@ def test_reproduce_writes_report_and_resumes(tiny_data_dir, tmp_path, capsys):
             "--clever-num-samples-per-batch;") in report
     assert "| claims C4 invariance | C4 equivariance error |" in report
     cascaded_row = next(line for line in report.splitlines() if line.startswith("| CascadedGCNN |"))
-    assert cascaded_row.endswith(f"| yes | {reproduce._format_error(invariant_error)} |")
+    assert f"| yes | {reproduce._format_error(invariant_error)} |" in cascaded_row
+    assert cascaded_row.endswith("| 100.0 |")  # 90° consistency
     assert "e-0" in cascaded_row
     baseline_row = next(line for line in report.splitlines() if line.startswith("| BaselineCNN |"))
     assert "| no |" in baseline_row
     for attack in ("fgsm", "pgd"):
         assert (tmp_path / f"robust_accuracy_{attack}.png").stat().st_size > 0
+    assert (tmp_path / "rotation_accuracy.png").stat().st_size > 0
+    assert "worst rot./transl. acc. (%) | 90° consistency (%) |" in report
     model_time = os.path.getmtime(results["models"]["BaselineCNN"]["training"]["model_path"])
 
     # A rerun finds every stage done: nothing is retrained and the numbers are unchanged.
@@ -52,6 +61,7 @@ def test_reproduce_writes_report_and_resumes(tiny_data_dir, tmp_path, capsys):
     for name, entry in results["models"].items():
         assert rerun["models"][name]["attacks"] == entry["attacks"]
         assert rerun["models"][name]["clever"] == entry["clever"]
+        assert rerun["models"][name]["spatial"] == entry["spatial"]
 
 
 def test_quick_preset_defaults_to_the_shipped_cifar10_subset(monkeypatch, tmp_path):
