@@ -11,8 +11,15 @@ Otherwise the reference is a naive eager loop (one ``GradientTape`` per sample a
 ART draws a pool of ``pool_factor * batch_size`` samples per target and bootstraps its batch
 maxima from it, so ``pool_factor = Nb`` gives it the same ``Nb * Ns`` gradients per target.
 
-Model: ``keras_equivariant.BaselineCNN(depth=10)`` (untrained, 10 classes, 32x32x3); if the
-package does not provide it, a plain 10-conv CNN with the same plan defined below (printed).
+Model: ``keras_equivariant.BaselineCNN(depth=10)`` (untrained, 10 classes, 32x32x3, weights
+seeded so the score is the same run to run); image: the first test image of the CIFAR-10 subset
+shipped in ``data/`` (uniform noise when it is absent).
+
+Like with like: a speed ratio means something only if both sides compute the same thing. Both
+scores are printed, and the ratio is reported only when they agree within
+``--agreement-factor`` (default 2); otherwise the reference's computation (at small budgets ART's
+Weibull fit can fail and return scores orders of magnitude off) is named as not comparable.
+
 The "paper" preset (500 x 1024 samples, ~4.6M gradients per image for 10 classes) is too long
 for a CPU run, so by default it is extrapolated from ``--paper-batches`` measured batches plus a
 measured Weibull fit of 500 maxima per target (printed as such).
@@ -34,37 +41,39 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-import keras_equivariant  # noqa: E402
-from keras_equivariant import metrics  # noqa: E402
+from keras_equivariant import BaselineCNN, data, metrics  # noqa: E402
 from keras_equivariant.attacks import sample_uniform_ball  # noqa: E402
+from keras_equivariant.utils.platform import describe  # noqa: E402
 
-DATA = "/work/shared/data/cifar10_subset.npz"
 
-
-def build_model():
-    if hasattr(keras_equivariant, "BaselineCNN"):
-        return keras_equivariant.BaselineCNN(num_classes=10, depth=10), "BaselineCNN(depth=10)"
-    inputs = keras.Input((32, 32, 3))
-    x = keras.layers.Rescaling(2.0, offset=-1.0)(inputs)
-    for filters, pool in [(16, 1), (32, 1), (32, 0), (64, 1), (64, 0), (128, 1), (128, 0),
-                          (256, 1), (256, 0), (256, 0)]:
-        x = keras.layers.Conv2D(filters, 3, padding="same")(x)
-        x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
-        if pool:
-            x = keras.layers.MaxPooling2D()(x)
-    outputs = keras.layers.Dense(10)(keras.layers.GlobalMaxPooling2D()(x))
-    return keras.Model(inputs, outputs), "plain 10-conv CNN (BaselineCNN plan; builder missing)"
+def build_model(seed=0):
+    keras.utils.set_random_seed(seed)
+    return BaselineCNN(num_classes=10, depth=10), f"BaselineCNN(depth=10), seed {seed}"
 
 
 def load_image():
-    if os.path.exists(DATA):
-        with np.load(DATA) as data:
-            key = "x_test" if "x_test" in data.files else next(
-                k for k in data.files if data[k].ndim == 4)
-            image = data[key][0]
-        image = image.astype("float32")
-        return image / 255.0 if image.max() > 1.0 else image, "first test image of cifar10_subset.npz"
+    folder = data.sample_data_dir()
+    if folder is not None:
+        images, _ = data.load_arrays("cifar10", "test", data_dir=folder, max_examples=10)
+        return (images[0].astype("float32") / 255.0,
+                "a test image of the shipped CIFAR-10 subset")
     return np.random.default_rng(0).uniform(size=(32, 32, 3)).astype("float32"), "uniform noise"
+
+
+def at_least_two(text):
+    value = int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(
+            f"must be >= 2 (clever_u fits its Weibull distribution to the maxima of at least 2 "
+            f"batches); received {value}")
+    return value
+
+
+def comparable(ours, reference, factor):
+    """Whether two scores agree within ``factor`` (both positive and finite)."""
+    if not (np.isfinite(ours) and np.isfinite(reference)) or ours <= 0 or reference <= 0:
+        return False
+    return max(ours / reference, reference / ours) <= factor
 
 
 def timed(function):
@@ -117,8 +126,12 @@ def main():
                         help="directory holding an ART install (prepended to sys.path)")
     parser.add_argument("--reference-size", type=int, nargs=2, default=(10, 10),
                         metavar=("NB", "NS"), help="Nb Ns for the equal-size comparison")
-    parser.add_argument("--paper-batches", type=int, default=4,
-                        help="batches of 1024 measured to extrapolate the paper preset")
+    parser.add_argument("--paper-batches", type=at_least_two, default=4,
+                        help="batches of 1024 measured to extrapolate the paper preset "
+                             "(>= 2; default %(default)s)")
+    parser.add_argument("--agreement-factor", type=float, default=2.0,
+                        help="report the speed ratio only if the two scores agree within this "
+                             "factor (default %(default)s)")
     parser.add_argument("--full-paper", action="store_true", help="run the paper preset fully")
     parser.add_argument("--skip-fast", action="store_true")
     args = parser.parse_args()
@@ -127,9 +140,10 @@ def main():
     image, image_name = load_image()
     radius = 2.0
     print(f"model: {model_name}, {model.count_params():,} parameters; image: {image_name}")
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     print(f"TF {tf.__version__}, Keras {keras.__version__}, devices: "
-          f"{[d.device_type for d in tf.config.list_logical_devices()]}, "
-          f"{os.cpu_count()} CPU cores visible (machine shared: timings are noisy)")
+          f"{[d.device_type for d in tf.config.list_logical_devices()]}; machine: {describe()}; "
+          f"load average {load}")
     print(f"norm L2, radius {radius}, untargeted (9 targets)\n")
 
     num_batches, num_samples = args.reference_size
@@ -152,7 +166,13 @@ def main():
         name, reference = "naive per-sample GradientTape loop", naive_reference
     seconds, score = timed(lambda: reference(model, image, num_batches, num_samples, radius))
     print(f"  reference  : {seconds:8.2f} s/image ({name}); score {score:.4g}")
-    print(f"  speed-up   : {seconds / warm:.1f}x warm, {seconds / cold:.1f}x cold\n")
+    if comparable(ours.score, score, args.agreement_factor):
+        print(f"  speed-up   : {seconds / warm:.1f}x warm, {seconds / cold:.1f}x cold "
+              f"(scores agree within {args.agreement_factor:g}x)\n")
+    else:
+        print(f"  speed-up   : not reported: the scores differ by more than "
+              f"{args.agreement_factor:g}x, so the two computations are not comparable (raise "
+              "--reference-size until they agree)\n")
 
     if not args.skip_fast:
         seconds, result = timed(lambda: metrics.clever_u(model, image, preset="fast",
