@@ -320,6 +320,12 @@ def robust_accuracy(model, dataset, attack="pgd", eps=None, protocol="default", 
             # reusing anything, even when every budget is already finished
             _check_same_data(report, *_clean_counts(model, dataset, max_batches, shard))
     num_batches = _known_batches(dataset, max_batches, shard)
+    reused = [value for value in eps_values
+              if any(_same_eps(row["eps"], value) for row in finished.get("rows", []))]
+    if reused and verbose:
+        print(f"{spec.attack}: reusing {len(reused)} finished eps "
+              f"({', '.join(f'{value:g}' for value in reused)}; {protocol.eps_unit}) from "
+              f"{json_path}")
 
     for value, value_pixel in zip(eps_values, eps_pixel):
         previous = next((row for row in finished.get("rows", []) if _same_eps(row["eps"], value)),

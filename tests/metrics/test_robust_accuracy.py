@@ -83,7 +83,7 @@ def test_max_batches_limits_the_evaluation(toy_model, toy_data):
 
 
 def test_interrupted_sweep_resumes_without_recomputing(toy_model, toy_data, tmp_path,
-                                                       monkeypatch):
+                                                       monkeypatch, capsys):
     images, labels = toy_data
     dataset = _dataset(images, labels)
     grid = [0.0, 0.02, 0.05, 0.1]
@@ -118,9 +118,12 @@ def test_interrupted_sweep_resumes_without_recomputing(toy_model, toy_data, tmp_
     assert RobustAccuracyReport.from_json(json_path) == uninterrupted
 
     attacked_eps.clear()
-    assert robust_accuracy(toy_model, dataset, eps=grid, seed=5, verbose=0, model_name="toy",
+    capsys.readouterr()
+    assert robust_accuracy(toy_model, dataset, eps=grid, seed=5, verbose=1, model_name="toy",
                            output_dir=tmp_path) == uninterrupted
     assert attacked_eps == []
+    assert "pgd: reusing 4 finished eps (0, 0.02, 0.05, 0.1; pixel [0, 1]) from" in \
+        capsys.readouterr().out
 
 
 def test_resume_refuses_different_settings(toy_model, toy_data, tmp_path):
