@@ -92,10 +92,9 @@ def test_layer_matches_keras_conv2d_and_round_trips(tmp_path, strides):
     np.testing.assert_array_equal(restored(x), model(x))
 
 
-@pytest.mark.numerics
 @pytest.mark.parametrize("builder_name", ["BaselineCNN", "ParallelGCNN", "ParallelRotScaleGCNN",
                                           "CascadedGCNN", "WeightedParallelGCNN"])
-@pytest.mark.parametrize("depth", [4, 10])
+@pytest.mark.parametrize("depth", [4, pytest.param(10, marks=pytest.mark.numerics)])
 @pytest.mark.parametrize("variant", ["paper", "equivariant"])
 def test_builders_gradients_equal_the_stock_convolution(monkeypatch, builder_name, depth,
                                                         variant):
