@@ -1,0 +1,55 @@
+"""Worker of tests/test_backends.py, run as ``python backend_worker.py DIR`` on another backend.
+
+``DIR`` holds ``<case>.keras`` files and ``inputs.npz`` written by the parent test under
+TensorFlow (see tests/backend_cases.py). The worker, under the backend named by
+``KERAS_BACKEND`` (jax), loads every model, recomputes its outputs, trains the ``FIT_CASES`` one
+step and saves them back as ``<case>.trained.keras``, measures the exact C4/D4 equivariance
+errors and the fold error, and writes ``results.npz`` and ``results.json`` to ``DIR``.
+"""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import backend_cases  # noqa: E402
+from keras_equivariant import check_equivariance  # noqa: E402
+from keras_equivariant.export import fold  # noqa: E402
+from keras_equivariant.layers import RotationConv2D  # noqa: E402
+
+
+def main(directory):
+    directory = Path(directory)
+    inputs = dict(np.load(directory / "inputs.npz"))
+    arrays, report = {}, {"backend": keras.backend.backend(), "losses": {}}
+    names = json.loads((directory / "cases.json").read_text())
+    for name in names:
+        model = keras.saving.load_model(directory / f"{name}.keras")
+        arrays[f"{name}/outputs"] = backend_cases.outputs(model, inputs[name])
+        if name in backend_cases.FIT_CASES:
+            report["losses"][name] = backend_cases.fit_one_step(model, inputs[name])
+            arrays[f"{name}/trained_outputs"] = backend_cases.outputs(model, inputs[name])
+            model.save(directory / f"{name}.trained.keras")
+        if name == "CascadedGCNN_equivariant_depth4":
+            folded = fold(model)
+            report["fold_error"] = float(np.abs(
+                backend_cases.outputs(folded, inputs[name]) - arrays[f"{name}/outputs"]).max())
+            report["model_c4_error"] = check_equivariance(model, inputs[name], "C4").max_error
+    images = np.random.default_rng(0).random((2, 9, 9, 3), dtype=np.float32)
+    for group in ("C4", "D4"):
+        report[f"{group}_error"] = check_equivariance(
+            RotationConv2D(4, 3, group=group), images, group=group).max_error
+    np.savez(directory / "results.npz", **arrays)
+    (directory / "results.json").write_text(json.dumps(report))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        raise SystemExit(f"usage: KERAS_BACKEND=jax python {sys.argv[0]} DIRECTORY")
+    print(f"backend_worker on {os.environ.get('KERAS_BACKEND')}", flush=True)
+    main(sys.argv[1])

@@ -1,0 +1,104 @@
+"""The layers, builders, fold and check_equivariance give the same results on JAX as on TensorFlow.
+
+The parent process (TensorFlow) builds every case of tests/backend_cases.py with random weights,
+saves it as ``.keras`` and records its outputs; tests/backend_worker.py then runs in a subprocess
+with ``KERAS_BACKEND=jax`` (one backend per process is Keras' rule), loads the files, recomputes
+the outputs, trains a few cases one step and saves them back, which the parent loads again on
+TensorFlow. Skipped when JAX is not installed (``pip install -e ".[jax]"``).
+"""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+import backend_cases
+
+pytestmark = [
+    pytest.mark.skipif(importlib.util.find_spec("jax") is None,
+                       reason='JAX is not installed; pip install -e ".[jax]" to run these tests'),
+    pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                       reason="the reference outputs are computed on the TensorFlow backend"),
+]
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKER = Path(__file__).resolve().parent / "backend_worker.py"
+
+
+def relative_error(actual, expected):
+    return float(np.abs(actual - expected).max() / max(np.abs(expected).max(), 1e-12))
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """TensorFlow outputs (before and after one training step) and the JAX worker's results."""
+    directory = tmp_path_factory.mktemp("backends")
+    inputs, tensorflow = {}, {}
+    for index, (name, (build, _)) in enumerate(backend_cases.CASES.items()):
+        keras.utils.set_random_seed(index)
+        model = build()
+        backend_cases.randomize_weights(model, seed=index)
+        inputs[name] = backend_cases.inputs_for(name)
+        tensorflow[f"{name}/outputs"] = backend_cases.outputs(model, inputs[name])
+        model.save(directory / f"{name}.keras")
+        if name in backend_cases.FIT_CASES:
+            tensorflow[f"{name}/loss"] = backend_cases.fit_one_step(model, inputs[name])
+            tensorflow[f"{name}/trained_outputs"] = backend_cases.outputs(model, inputs[name])
+        keras.backend.clear_session()
+    np.savez(directory / "inputs.npz", **inputs)
+    (directory / "cases.json").write_text(json.dumps(list(backend_cases.CASES)))
+    environment = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu",
+                   "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    completed = subprocess.run([sys.executable, str(WORKER), str(directory)], env=environment,
+                               capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    jax = dict(np.load(directory / "results.npz"))
+    report = json.loads((directory / "results.json").read_text())
+    return {"directory": directory, "inputs": inputs, "tensorflow": tensorflow, "jax": jax,
+            "report": report}
+
+
+def test_worker_ran_on_jax(runs):
+    assert runs["report"]["backend"] == "jax"
+
+
+@pytest.mark.parametrize("name", list(backend_cases.CASES))
+def test_same_outputs_on_jax(runs, name):
+    key = f"{name}/outputs"
+    assert runs["jax"][key].shape == runs["tensorflow"][key].shape
+    assert relative_error(runs["jax"][key], runs["tensorflow"][key]) <= 1e-5
+
+
+@pytest.mark.parametrize("name", backend_cases.FIT_CASES)
+def test_one_training_step_matches(runs, name):
+    assert runs["report"]["losses"][name] == pytest.approx(runs["tensorflow"][f"{name}/loss"],
+                                                           rel=1e-5)
+    key = f"{name}/trained_outputs"
+    # The step changed the model, and both backends changed it the same way.
+    assert relative_error(runs["tensorflow"][key], runs["tensorflow"][f"{name}/outputs"]) > 1e-4
+    assert relative_error(runs["jax"][key], runs["tensorflow"][key]) <= 1e-5
+
+
+@pytest.mark.parametrize("name", backend_cases.FIT_CASES)
+def test_file_saved_on_jax_loads_on_tensorflow(runs, name):
+    model = keras.saving.load_model(runs["directory"] / f"{name}.trained.keras")
+    outputs = backend_cases.outputs(model, runs["inputs"][name])
+    assert relative_error(outputs, runs["jax"][f"{name}/trained_outputs"]) <= 1e-5
+
+
+def test_exact_equivariance_on_jax(runs):
+    report = runs["report"]
+    assert report["C4_error"] < 1e-5
+    assert report["D4_error"] < 1e-5
+    assert report["model_c4_error"] < 1e-5
+
+
+def test_fold_on_jax(runs):
+    reference = runs["jax"]["CascadedGCNN_equivariant_depth4/outputs"]
+    assert runs["report"]["fold_error"] <= 1e-5 * np.abs(reference).max()
