@@ -102,3 +102,11 @@ def test_exact_equivariance_on_jax(runs):
 def test_fold_on_jax(runs):
     reference = runs["jax"]["CascadedGCNN_equivariant_depth4/outputs"]
     assert runs["report"]["fold_error"] <= 1e-5 * np.abs(reference).max()
+
+
+@pytest.mark.parametrize("feature", ["pgd", "export_saved_model"])
+def test_tensorflow_only_features_say_so_on_jax(runs, feature):
+    kind, message = runs["report"]["tensorflow_only_errors"][feature]
+    assert kind == "RuntimeError"
+    assert f"keras_equivariant.{'attacks' if feature == 'pgd' else 'export'}.{feature}" in message
+    assert "'jax' backend" in message and "KERAS_BACKEND=tensorflow" in message
