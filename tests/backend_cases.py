@@ -63,21 +63,24 @@ def _builder_case(builder, depth, variant):
     return build, (32, 32, 3)
 
 
-#: Every builder and variant at depth 4, and two depth-10 models (one per kind of trunk).
+#: Every builder and variant at depth 4.
 MODEL_CASES = {
     f"{builder}_{variant}_depth4": _builder_case(builder, 4, variant)
     for builder in BUILDERS for variant in VARIANTS
 }
-MODEL_CASES.update({
+#: Depth 10 (one model per kind of trunk), compared by the slow tests only.
+DEEP_MODEL_CASES = {
     "CascadedGCNN_equivariant_depth10": _builder_case("CascadedGCNN", 10, "equivariant"),
     "ParallelRotScaleGCNN_paper_depth10": _builder_case("ParallelRotScaleGCNN", 10, "paper"),
-})
+}
 
-CASES = {**LAYER_CASES, **MODEL_CASES}
+CASES = {**LAYER_CASES, **MODEL_CASES, **DEEP_MODEL_CASES}
 
-#: The cases trained for one step on both backends (same weights, same batch, plain SGD).
-FIT_CASES = ("rotation_d4_group_strided", "group_batch_normalization",
-             "ParallelRotScaleGCNN_equivariant_depth4")
+#: The cases trained for one step on both backends (same weights, same batch, plain SGD) by the
+#: default tests (a group convolution, a scale convolution, the batch normalization), and by the
+#: slow tests (every builder: a JAX train step compiles for seconds each).
+FIT_CASES = ("rotation_d4_group_strided", "scale_group", "group_batch_normalization")
+SLOW_FIT_CASES = tuple(MODEL_CASES)
 
 
 def randomize_weights(model, seed=0):

@@ -1,10 +1,11 @@
 """Worker of tests/test_backends.py, run as ``python backend_worker.py DIR`` on another backend.
 
-``DIR`` holds ``<case>.keras`` files and ``inputs.npz`` written by the parent test under
-TensorFlow (see tests/backend_cases.py). The worker, under the backend named by
-``KERAS_BACKEND`` (jax), loads every model, recomputes its outputs, trains the ``FIT_CASES`` one
-step and saves them back as ``<case>.trained.keras``, measures the exact C4/D4 equivariance
-errors and the fold error, and writes ``results.npz`` and ``results.json`` to ``DIR``.
+``DIR`` holds ``<case>.keras`` files, ``inputs.npz`` and ``cases.json`` (``names``, ``fit``,
+``checks``) written by the parent test under TensorFlow (see tests/backend_cases.py). The worker,
+under the backend named by ``KERAS_BACKEND`` (jax), loads every named model, recomputes its
+outputs, trains the ``fit`` ones one step and saves them back as ``<case>.trained.keras``; with
+``checks`` it also measures the exact C4/D4 equivariance errors, the fold error and the errors of
+the TensorFlow-only features. It writes ``results.npz`` and ``results.json`` to ``DIR``.
 """
 
 import json
@@ -43,11 +44,11 @@ def main(directory):
     directory = Path(directory)
     inputs = dict(np.load(directory / "inputs.npz"))
     arrays, report = {}, {"backend": keras.backend.backend(), "losses": {}}
-    names = json.loads((directory / "cases.json").read_text())
-    for name in names:
+    request = json.loads((directory / "cases.json").read_text())
+    for name in request["names"]:
         model = keras.saving.load_model(directory / f"{name}.keras")
         arrays[f"{name}/outputs"] = backend_cases.outputs(model, inputs[name])
-        if name in backend_cases.FIT_CASES:
+        if name in request["fit"]:
             report["losses"][name] = backend_cases.fit_one_step(model, inputs[name])
             arrays[f"{name}/trained_outputs"] = backend_cases.outputs(model, inputs[name])
             model.save(directory / f"{name}.trained.keras")
@@ -56,13 +57,14 @@ def main(directory):
             report["fold_error"] = float(np.abs(
                 backend_cases.outputs(folded, inputs[name]) - arrays[f"{name}/outputs"]).max())
             report["model_c4_error"] = check_equivariance(model, inputs[name], "C4").max_error
-    images = np.random.default_rng(0).random((2, 9, 9, 3), dtype=np.float32)
-    for group in ("C4", "D4"):
-        report[f"{group}_error"] = check_equivariance(
-            RotationConv2D(4, 3, group=group), images, group=group).max_error
-    report["tensorflow_only_errors"] = tensorflow_only_errors(
-        keras.saving.load_model(directory / "BaselineCNN_paper_depth4.keras"),
-        inputs["BaselineCNN_paper_depth4"], directory)
+    if request["checks"]:
+        images = np.random.default_rng(0).random((2, 9, 9, 3), dtype=np.float32)
+        for group in ("C4", "D4"):
+            report[f"{group}_error"] = check_equivariance(
+                RotationConv2D(4, 3, group=group), images, group=group).max_error
+        report["tensorflow_only_errors"] = tensorflow_only_errors(
+            keras.saving.load_model(directory / "BaselineCNN_paper_depth4.keras"),
+            inputs["BaselineCNN_paper_depth4"], directory)
     np.savez(directory / "results.npz", **arrays)
     (directory / "results.json").write_text(json.dumps(report))
 

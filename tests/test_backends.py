@@ -35,28 +35,27 @@ def relative_error(actual, expected):
     return float(np.abs(actual - expected).max() / max(np.abs(expected).max(), 1e-12))
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def run_cases(directory, names, fit_names, checks):
     """TensorFlow outputs (before and after one training step) and the JAX worker's results."""
-    directory = tmp_path_factory.mktemp("backends")
     inputs, tensorflow = {}, {}
-    for index, (name, (build, _)) in enumerate(backend_cases.CASES.items()):
-        keras.utils.set_random_seed(index)
-        model = build()
-        backend_cases.randomize_weights(model, seed=index)
+    for name in names:
+        keras.utils.set_random_seed(list(backend_cases.CASES).index(name))
+        model = backend_cases.CASES[name][0]()
+        backend_cases.randomize_weights(model, seed=list(backend_cases.CASES).index(name))
         inputs[name] = backend_cases.inputs_for(name)
         tensorflow[f"{name}/outputs"] = backend_cases.outputs(model, inputs[name])
         model.save(directory / f"{name}.keras")
-        if name in backend_cases.FIT_CASES:
+        if name in fit_names:
             tensorflow[f"{name}/loss"] = backend_cases.fit_one_step(model, inputs[name])
             tensorflow[f"{name}/trained_outputs"] = backend_cases.outputs(model, inputs[name])
         keras.backend.clear_session()
     np.savez(directory / "inputs.npz", **inputs)
-    (directory / "cases.json").write_text(json.dumps(list(backend_cases.CASES)))
+    (directory / "cases.json").write_text(json.dumps(
+        {"names": list(names), "fit": list(fit_names), "checks": checks}))
     environment = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu",
                    "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     completed = subprocess.run([sys.executable, str(WORKER), str(directory)], env=environment,
-                               capture_output=True, text=True, timeout=600)
+                               capture_output=True, text=True, timeout=1200)
     assert completed.returncode == 0, completed.stderr[-4000:]
     jax = dict(np.load(directory / "results.npz"))
     report = json.loads((directory / "results.json").read_text())
@@ -64,32 +63,65 @@ def runs(tmp_path_factory):
             "report": report}
 
 
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Every layer and depth-4 builder; a few one-step fits; equivariance, fold, errors."""
+    names = [*backend_cases.LAYER_CASES, *backend_cases.MODEL_CASES]
+    return run_cases(tmp_path_factory.mktemp("backends"), names, backend_cases.FIT_CASES, True)
+
+
+@pytest.fixture(scope="module")
+def slow_runs(tmp_path_factory):
+    """The depth-10 builders, and one fit step of every depth-4 builder."""
+    names = [*backend_cases.MODEL_CASES, *backend_cases.DEEP_MODEL_CASES]
+    return run_cases(tmp_path_factory.mktemp("slow_backends"), names,
+                     backend_cases.SLOW_FIT_CASES, False)
+
+
 def test_worker_ran_on_jax(runs):
     assert runs["report"]["backend"] == "jax"
 
 
-@pytest.mark.parametrize("name", list(backend_cases.CASES))
-def test_same_outputs_on_jax(runs, name):
+def check_outputs(results, name):
     key = f"{name}/outputs"
-    assert runs["jax"][key].shape == runs["tensorflow"][key].shape
-    assert relative_error(runs["jax"][key], runs["tensorflow"][key]) <= 1e-5
+    assert results["jax"][key].shape == results["tensorflow"][key].shape
+    assert relative_error(results["jax"][key], results["tensorflow"][key]) <= 1e-5
 
 
-@pytest.mark.parametrize("name", backend_cases.FIT_CASES)
-def test_one_training_step_matches(runs, name):
-    assert runs["report"]["losses"][name] == pytest.approx(runs["tensorflow"][f"{name}/loss"],
-                                                           rel=1e-5)
+def check_training_step(results, name):
+    assert results["report"]["losses"][name] == pytest.approx(
+        results["tensorflow"][f"{name}/loss"], rel=1e-5)
     key = f"{name}/trained_outputs"
     # The step changed the model, and both backends changed it the same way.
-    assert relative_error(runs["tensorflow"][key], runs["tensorflow"][f"{name}/outputs"]) > 1e-4
-    assert relative_error(runs["jax"][key], runs["tensorflow"][key]) <= 1e-5
+    tensorflow = results["tensorflow"]
+    assert relative_error(tensorflow[key], tensorflow[f"{name}/outputs"]) > 1e-4
+    assert relative_error(results["jax"][key], tensorflow[key]) <= 1e-5
+    # The model trained and saved on JAX loads on TensorFlow with the JAX weights.
+    model = keras.saving.load_model(results["directory"] / f"{name}.trained.keras")
+    outputs = backend_cases.outputs(model, results["inputs"][name])
+    assert relative_error(outputs, results["jax"][key]) <= 1e-5
+
+
+@pytest.mark.parametrize("name", [*backend_cases.LAYER_CASES, *backend_cases.MODEL_CASES])
+def test_same_outputs_on_jax(runs, name):
+    check_outputs(runs, name)
 
 
 @pytest.mark.parametrize("name", backend_cases.FIT_CASES)
-def test_file_saved_on_jax_loads_on_tensorflow(runs, name):
-    model = keras.saving.load_model(runs["directory"] / f"{name}.trained.keras")
-    outputs = backend_cases.outputs(model, runs["inputs"][name])
-    assert relative_error(outputs, runs["jax"][f"{name}/trained_outputs"]) <= 1e-5
+def test_one_training_step_matches_and_loads_back(runs, name):
+    check_training_step(runs, name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", backend_cases.DEEP_MODEL_CASES)
+def test_same_outputs_on_jax_depth10(slow_runs, name):
+    check_outputs(slow_runs, name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", backend_cases.SLOW_FIT_CASES)
+def test_every_builder_trains_one_step_alike(slow_runs, name):
+    check_training_step(slow_runs, name)
 
 
 def test_exact_equivariance_on_jax(runs):

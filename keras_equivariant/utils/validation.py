@@ -2,6 +2,8 @@
 
 Every check runs eagerly, *before* any expensive work, and raises a ``ValueError`` (or
 ``TypeError``) that says what was received, what was expected and how to fix it.
+:func:`require_tensorflow_backend` is the one check of the environment: the ``RuntimeError`` of a
+TensorFlow-only feature called on another Keras backend.
 """
 
 from __future__ import annotations
