@@ -6,23 +6,33 @@ load affects all of them alike; the table shows the median time per step and the
 reference row (``Conv2D`` 64→64 channels, 3×3, batch 32, 32×32). Add a layer by appending a
 ``(name, layer factory, input shape without batch)`` row to ``LAYERS``.
 
+``--backend jax`` also times every layer on Keras' JAX backend (``jax.jit`` of ``jax.grad`` of
+the layer's ``stateless_call``) in a worker process started with ``KERAS_BACKEND=jax`` (one backend
+per process), interleaved with the TensorFlow rounds: each round times all layers on TensorFlow,
+then all layers on JAX, and the table adds the JAX time and the JAX/TF ratio of each layer.
+
 Usage::
 
-    python benchmarks/layer_cost.py [--batch-size 32] [--rounds 30]
+    python benchmarks/layer_cost.py [--batch-size 32] [--rounds 30] [--backend tensorflow|jax]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from _timing import time_interleaved  # noqa: E402  (sibling module: run as a script)
 from keras_equivariant.layers import RotationConv2D, ScaleConv2D  # noqa: E402
+from keras_equivariant.utils.platform import describe  # noqa: E402
 
 REFERENCE = "Conv2D 64->64"
 
@@ -51,7 +61,12 @@ LAYERS = [
 
 
 def measure(layer, input_shape, batch_size=32):
-    """Builds ``layer`` and returns a zero-argument compiled forward+backward step on a batch."""
+    """Builds ``layer`` and returns a zero-argument compiled forward+backward step on a batch.
+
+    The step blocks until its result is computed.
+    """
+    if keras.backend.backend() == "jax":
+        return _measure_jax(layer, input_shape, batch_size)
     inputs = tf.random.uniform((batch_size, *input_shape))
     layer(inputs)  # build
 
@@ -63,30 +78,101 @@ def measure(layer, input_shape, batch_size=32):
         return tape.gradient(loss, [x, *layer.trainable_variables])
 
     step(inputs)  # trace and warm up
-    return lambda: step(inputs)
+    return lambda: step(inputs)[0].numpy()
+
+
+def _measure_jax(layer, input_shape, batch_size):
+    import jax  # noqa: PLC0415 (only in the JAX worker)
+
+    inputs = keras.random.uniform((batch_size, *input_shape))
+    layer(inputs)  # build
+    trainable = [variable.value for variable in layer.trainable_variables]
+    non_trainable = [variable.value for variable in layer.non_trainable_variables]
+
+    def loss(weights, x):
+        outputs, _ = layer.stateless_call(weights, non_trainable, x)
+        return keras.ops.mean(keras.ops.square(outputs))
+
+    step = jax.jit(jax.grad(loss, argnums=(0, 1)))
+    jax.block_until_ready(step(trainable, inputs))  # compile and warm up
+    return lambda: jax.block_until_ready(step(trainable, inputs))
+
+
+def _build_steps(batch_size):
+    steps, parameters = {}, {}
+    for name, factory, input_shape in LAYERS:
+        layer = factory()
+        steps[name] = measure(layer, input_shape, batch_size)
+        parameters[name] = layer.count_params()
+    return steps, parameters
+
+
+def _jax_worker(batch_size, repeats_per_round):
+    """Builds every step on JAX, then times one round per line read from stdin (JSON reply)."""
+    steps, _ = _build_steps(batch_size)
+    print(json.dumps({"ready": keras.backend.backend()}), flush=True)
+    for _ in sys.stdin:
+        print(json.dumps(time_interleaved(steps, 1, repeats_per_round, progress=False)),
+              flush=True)
+
+
+def _start_jax_worker(batch_size, repeats_per_round):
+    command = [sys.executable, os.path.abspath(__file__), "--jax-worker",
+               "--batch-size", str(batch_size), "--repeats", str(repeats_per_round)]
+    worker = subprocess.Popen(command, env={**os.environ, "KERAS_BACKEND": "jax"},
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    ready = json.loads(worker.stdout.readline() or "{}")
+    if ready.get("ready") != "jax":
+        raise RuntimeError("the JAX worker did not start (is jax installed? "
+                           'pip install -e ".[jax]"); see its error above.')
+    return worker
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=3, help="calls per layer and round")
+    parser.add_argument("--backend", choices=("tensorflow", "jax"), default="tensorflow",
+                        help="jax: also time every layer on JAX and print the JAX/TF ratio")
+    parser.add_argument("--jax-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.jax_worker:
+        return _jax_worker(args.batch_size, args.repeats)
+    if keras.backend.backend() != "tensorflow":
+        raise SystemExit("Run layer_cost.py on the TensorFlow backend (KERAS_BACKEND=tensorflow);"
+                         " --backend jax starts its own JAX worker.")
 
-    steps, parameters = {}, {}
-    for name, factory, input_shape in LAYERS:
-        layer = factory()
-        steps[name] = measure(layer, input_shape, args.batch_size)
-        parameters[name] = layer.count_params()
-    # One device sync per round (after its 3 calls): results[0].numpy() waits for the device.
-    medians = time_interleaved(steps, args.rounds, repeats_per_round=3,
-                               wait=lambda results: results[0].numpy())
+    worker = _start_jax_worker(args.batch_size, args.repeats) if args.backend == "jax" else None
+    steps, parameters = _build_steps(args.batch_size)
+    tensorflow_rounds, jax_rounds = [], []
+    progress = keras.utils.Progbar(args.rounds, unit_name="round")
+    for round_index in range(args.rounds):
+        tensorflow_rounds.append(time_interleaved(steps, 1, args.repeats, progress=False))
+        if worker is not None:
+            worker.stdin.write("round\n")
+            worker.stdin.flush()
+            jax_rounds.append(json.loads(worker.stdout.readline()))
+        progress.update(round_index + 1)
+    if worker is not None:
+        worker.stdin.close()
+        worker.wait()
+    medians = {name: float(np.median([row[name] for row in tensorflow_rounds])) for name in steps}
     reference = medians[REFERENCE]
-    print(f"\nforward+backward, tf.function, batch {args.batch_size}, median of {args.rounds} "
-          f"interleaved rounds; device: {tf.config.list_logical_devices()[-1].device_type}")
-    print(f"{'layer':<34} {'ms/step':>9} {'ratio':>7} {'params':>9}")
+    print(f"\nforward+backward (input and weight gradients), batch {args.batch_size}, median of "
+          f"{args.rounds} interleaved rounds; TensorFlow: tf.function, device "
+          f"{tf.config.list_logical_devices()[-1].device_type}"
+          + ("; JAX: jax.jit(jax.grad(stateless_call)) in a worker process" if worker else ""))
+    print(f"machine: {describe()}")
+    header = f"{'layer':<34} {'ms/step':>9} {'ratio':>7} {'params':>9}"
+    print(header + (f" {'JAX ms':>9} {'JAX/TF':>7}" if worker else ""))
     for name in steps:
-        print(f"{name:<34} {medians[name] * 1e3:>9.2f} {medians[name] / reference:>7.3f} "
-              f"{parameters[name]:>9d}")
+        row = (f"{name:<34} {medians[name] * 1e3:>9.2f} {medians[name] / reference:>7.3f} "
+               f"{parameters[name]:>9d}")
+        if worker is not None:
+            jax_median = float(np.median([timings[name] for timings in jax_rounds]))
+            row += f" {jax_median * 1e3:>9.2f} {jax_median / medians[name]:>7.3f}"
+        print(row)
 
 
 if __name__ == "__main__":

@@ -42,7 +42,12 @@ from keras_equivariant.attacks.gradient import (
 from keras_equivariant.attacks.losses import cross_entropy_loss, dlr_loss, targeted_dlr_loss
 from keras_equivariant.utils.compiled import cached_for_model
 from keras_equivariant.utils.sampling import per_example
-from keras_equivariant.utils.validation import check_choice, check_fraction, check_positive_int
+from keras_equivariant.utils.validation import (
+    check_choice,
+    check_fraction,
+    check_positive_int,
+    require_tensorflow_backend,
+)
 
 APGD_LOSSES = ("cross_entropy", "dlr")
 # APGD-T and FAB-T attack the classes ranked 2..10 by the clean logits (AutoAttack's 9 targets).
@@ -298,6 +303,7 @@ def apgd(model, images, labels=None, eps=DEFAULT_EPS, norm="inf", loss="cross_en
 
     >>> adversarial = apgd(model, images, labels, eps=8 / 255, loss="dlr", targeted=True)
     """
+    require_tensorflow_backend("keras_equivariant.attacks.apgd")
     norm = normalize_norm(norm)
     eps = _check_scalar_eps(eps, norm=norm)
     steps = check_positive_int(steps, "steps")

@@ -35,6 +35,7 @@ from keras_equivariant.utils.validation import (
     check_labels,
     check_norm,
     check_positive_int,
+    require_tensorflow_backend,
 )
 
 DEFAULT_EPS = 8 / 255
@@ -356,6 +357,9 @@ def pgd(model, images, labels=None, eps=DEFAULT_EPS, steps=PGD_STEPS, step_size=
         keep_best=True, seed=None):
     """Projected gradient descent (Madry et al.) in the L-inf or L2 ball, RobustBench defaults.
 
+    TensorFlow backend only (a compiled tf.function with tf.GradientTape): on another Keras
+    backend it raises a ``RuntimeError`` saying so.
+
     Each step moves by ``step_size`` along the sign of the loss gradient (L-inf) or the
     L2-normalized gradient (L2), projects onto the eps-ball and clips to [0, 1]. With
     ``keep_best=True`` the returned image per example is the best iterate seen (a misclassifying
@@ -388,6 +392,7 @@ def pgd(model, images, labels=None, eps=DEFAULT_EPS, steps=PGD_STEPS, step_size=
 
     >>> adversarial = pgd(model, images, labels, eps=8 / 255, steps=10)
     """
+    require_tensorflow_backend("keras_equivariant.attacks.pgd")
     norm = normalize_norm(norm)
     eps = _check_scalar_eps(eps, norm=norm)
     steps = check_positive_int(steps, "steps")
@@ -406,6 +411,9 @@ def fgsm(model, images, labels=None, eps=DEFAULT_EPS, norm="inf", loss="cross_en
          targeted=False, target_labels=None):
     """Fast gradient (sign) method: one step of length ``eps`` from the clean image, clipped to [0, 1].
 
+    TensorFlow backend only (a compiled tf.function with tf.GradientTape): on another Keras
+    backend it raises a ``RuntimeError`` saying so.
+
     L-inf: ``x + eps * sign(grad)``; L2: ``x + eps * grad / ||grad||_2`` (FGM). Arguments as in
     :func:`pgd`. Returns adversarial images of the same shape and dtype as ``images``.
 
@@ -413,6 +421,7 @@ def fgsm(model, images, labels=None, eps=DEFAULT_EPS, norm="inf", loss="cross_en
 
     >>> adversarial = fgsm(model, images, labels, eps=8 / 255)
     """
+    require_tensorflow_backend("keras_equivariant.attacks.fgsm")
     norm = normalize_norm(norm)
     eps = _check_scalar_eps(eps, norm=norm)
     check_choice(loss, LOSSES, "loss")
@@ -426,6 +435,9 @@ def random_noise(model, images, labels=None, eps=DEFAULT_EPS, norm="inf", num_sa
                  seed=None):
     """Gradient-free baseline: up to ``num_samples`` uniform draws in the eps-ball per image.
 
+    TensorFlow backend only (a compiled tf.function): on another Keras backend it raises a
+    ``RuntimeError`` saying so.
+
     Each draw is tried only on the images earlier draws did not misclassify; the returned image is
     a misclassifying draw if one was found, else the highest-loss draw. Used by the
     gradient-masking sanity checks: it must never be stronger than PGD.
@@ -434,6 +446,7 @@ def random_noise(model, images, labels=None, eps=DEFAULT_EPS, norm="inf", num_sa
 
     >>> noisy = random_noise(model, images, labels, eps=8 / 255, num_samples=100)
     """
+    require_tensorflow_backend("keras_equivariant.attacks.random_noise")
     norm = normalize_norm(norm)
     eps = _check_scalar_eps(eps, norm=norm)
     num_samples = check_positive_int(num_samples, "num_samples")

@@ -45,6 +45,7 @@ from keras_equivariant.utils.validation import (
     check_images,
     check_positive_int,
     check_real_values,
+    require_tensorflow_backend,
 )
 
 DEFAULT_ROTATIONS = tuple(range(-30, 31, 3))
@@ -404,6 +405,9 @@ def spatial(model, images, labels=None, rotations=DEFAULT_ROTATIONS,
             batch_size=DEFAULT_BATCH_SIZE, seed=None) -> SpatialAttackResult:
     """The worst rotation / translation / scaling of each image (Engstrom et al., ICML 2019).
 
+    TensorFlow backend only (TensorFlow image warping in a tf.function): on another Keras
+    backend it raises a ``RuntimeError`` saying so.
+
     ``mode="grid"`` tries every combination of the given values (the default grid: 21 angles
     from -30° to 30° in steps of 3° times 7 x 7 shifts of -3..3 pixels = 1029 transformations);
     ``mode="random"`` draws ``num_samples`` transformations per image, each value uniform in the
@@ -439,6 +443,7 @@ def spatial(model, images, labels=None, rotations=DEFAULT_ROTATIONS,
     >>> robust_accuracy = 1 - result.misclassified.mean()
     >>> result.rotation[:3], result.translation[:3]
     """
+    require_tensorflow_backend("keras_equivariant.attacks.spatial")
     settings = spatial_settings(rotations, translations, scales, mode, num_samples,
                                 interpolation, fill_mode, fill_value, batch_size)
     if np.ndim(images) == 4:

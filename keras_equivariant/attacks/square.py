@@ -39,7 +39,11 @@ from keras_equivariant.attacks.gradient import (
 from keras_equivariant.attacks.losses import margin_loss
 from keras_equivariant.utils.compiled import cached_for_model
 from keras_equivariant.utils.sampling import per_example
-from keras_equivariant.utils.validation import check_fraction, check_positive_int
+from keras_equivariant.utils.validation import (
+    check_fraction,
+    check_positive_int,
+    require_tensorflow_backend,
+)
 
 # iterations after which the window fraction p halves (the paper's schedule)
 P_SCHEDULE = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
@@ -280,6 +284,7 @@ def square(model, images, labels=None, eps=DEFAULT_EPS, norm="inf", queries=5000
 
     >>> adversarial = square(model, images, labels, eps=8 / 255, queries=5000)
     """
+    require_tensorflow_backend("keras_equivariant.attacks.square")
     norm = normalize_norm(norm)
     eps = _check_scalar_eps(eps, norm=norm)
     queries = check_positive_int(queries, "queries")

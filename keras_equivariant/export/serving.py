@@ -27,6 +27,9 @@ _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 def export_saved_model(model, export_dir, fold=False):
     """Writes ``model`` as a TF Serving SavedModel into ``export_dir``.
 
+    TensorFlow backend only (a tf.function serving signature): on another Keras backend it
+    raises a ``RuntimeError`` saying so.
+
     Args:
         model: a ``keras.Model`` taking float32 pixels in [0, 1] and returning logits (every
             model of this library), or the path of a saved ``.keras`` file.
@@ -46,6 +49,7 @@ def export_saved_model(model, export_dir, fold=False):
     outputs["probabilities"]
     ```
     """
+    validation.require_tensorflow_backend("keras_equivariant.export.export_saved_model")
     if isinstance(model, (str, Path)):
         model = keras.saving.load_model(model)
     if not isinstance(model, keras.Model):
@@ -100,6 +104,9 @@ def next_version(model_base_path):
 def export_for_serving(model, name, output_dir="saved_models", version=None, fold=False):
     """Exports ``model`` to ``<output_dir>/<name>/<version>/`` for TF Serving.
 
+    TensorFlow backend only (a TF Serving SavedModel): on another Keras backend it raises a
+    ``RuntimeError`` saying so.
+
     Args:
         model: a ``keras.Model`` or the path of a saved ``.keras`` file.
         name: the model name TF Serving will serve it under (letters, digits, ``_.-``).
@@ -110,6 +117,7 @@ def export_for_serving(model, name, output_dir="saved_models", version=None, fol
     Returns:
         The ``Path`` of the version directory.
     """
+    validation.require_tensorflow_backend("keras_equivariant.export.export_for_serving")
     if not isinstance(name, str) or not _NAME_PATTERN.match(name):
         raise ValueError(
             f"`name` must be letters, digits, '_', '.' or '-' (a directory name and a TF Serving "

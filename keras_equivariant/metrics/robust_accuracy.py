@@ -35,7 +35,13 @@ from keras_equivariant.attacks.gradient import compiled_logits, warn_if_probabil
 from keras_equivariant.attacks.protocols import AttackSpec, default_eps, get_protocol
 from keras_equivariant.utils import resume
 from keras_equivariant.utils.io import atomic_write_json, atomic_write_text, read_json
-from keras_equivariant.utils.validation import check_eps, check_images, check_labels, check_positive_int
+from keras_equivariant.utils.validation import (
+    check_eps,
+    check_images,
+    check_labels,
+    check_positive_int,
+    require_tensorflow_backend,
+)
 
 CSV_COLUMNS = ("model_name", "protocol", "attack", "norm", "eps", "eps_pixel", "step_size_pixel",
                "accuracy", "num_robust", "num_examples", "clean_accuracy")
@@ -284,6 +290,7 @@ def robust_accuracy(model, dataset, attack="pgd", eps=None, protocol="default", 
     >>> report = robust_accuracy(model, test_dataset, attack="pgd", eps=[0, 2 / 255, 8 / 255])
     >>> report.to_csv("pgd.csv")
     """
+    require_tensorflow_backend("keras_equivariant.metrics.robust_accuracy")
     protocol = get_protocol(protocol)
     spec = protocol.resolve(attack, norm, steps, step_size, restarts, loss)
     eps_values = default_eps(protocol, spec.norm) if eps is None else check_eps(eps, norm=spec.norm)

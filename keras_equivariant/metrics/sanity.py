@@ -58,7 +58,11 @@ from keras_equivariant.metrics.robust_accuracy import (
     robust_flags,
 )
 from keras_equivariant.utils.io import atomic_write_json
-from keras_equivariant.utils.validation import check_eps, check_positive_int
+from keras_equivariant.utils.validation import (
+    check_eps,
+    check_positive_int,
+    require_tensorflow_backend,
+)
 
 LARGE_EPS_MAX_ACCURACY = 0.02
 # Top probabilities closer to 1 than this (about 16 float32 steps below 1) leave the softmax's
@@ -193,6 +197,7 @@ def sanity_checks(model, dataset, eps=DEFAULT_EPS, norm="inf", steps=10, num_noi
     >>> report = sanity_checks(model, test_dataset, eps=8 / 255)
     >>> print(report); assert report.passed
     """
+    require_tensorflow_backend("keras_equivariant.metrics.sanity_checks")
     norm = normalize_norm(norm)
     if np.ndim(eps) != 0:
         raise ValueError(f"`eps` must be a single budget; received {eps!r}.")

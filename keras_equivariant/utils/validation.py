@@ -2,6 +2,8 @@
 
 Every check runs eagerly, *before* any expensive work, and raises a ``ValueError`` (or
 ``TypeError``) that says what was received, what was expected and how to fix it.
+:func:`require_tensorflow_backend` is the one check of the environment: the ``RuntimeError`` of a
+TensorFlow-only feature called on another Keras backend.
 """
 
 from __future__ import annotations
@@ -213,3 +215,24 @@ def check_real_values(values, name: str, unit: str, positive: bool = False) -> n
             "Each value is evaluated once: remove the duplicates."
         )
     return array
+
+
+def require_tensorflow_backend(feature: str) -> None:
+    """Raises a ``RuntimeError`` unless Keras runs on the TensorFlow backend.
+
+    The layers, builders, ``fold`` and ``check_equivariance`` run on every Keras 3 backend;
+    the features that call this (``tf.data`` pipelines, SavedModel export, tf-keras-vis saliency,
+    the gradient attacks) use TensorFlow APIs on the model and stay TensorFlow-only.
+
+    Args:
+        feature: what the user called, e.g. ``"keras_equivariant.attacks.pgd"``.
+    """
+    import keras  # noqa: PLC0415 (the validators above do not need it)
+
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        raise RuntimeError(
+            f"{feature} runs on the TensorFlow backend of Keras only; Keras is running on the "
+            f"{backend!r} backend. Set the environment variable KERAS_BACKEND=tensorflow before "
+            "Python imports keras (models saved as .keras load on either backend)."
+        )

@@ -23,7 +23,7 @@ import numpy as np
 
 from keras_equivariant.choices import EXPLANATION_METHODS as METHODS
 from keras_equivariant.utils.validation import (check_choice, check_images, check_labels,
-                                                check_positive_int)
+                                                check_positive_int, require_tensorflow_backend)
 from keras_equivariant.visualize._plotting import new_figure, save_figure, wrap_text
 
 
@@ -146,6 +146,9 @@ def saliency_maps(model, images, labels=None, method="saliency", penultimate_lay
                   smooth_samples=20, smooth_noise=0.2):
     """Computes one explanation map per image, normalized to [0, 1].
 
+    TensorFlow backend only (tf-keras-vis differentiates with tf.GradientTape): on another Keras
+    backend it raises a ``RuntimeError`` saying so.
+
     Args:
         model: a functional or Sequential ``keras.Model`` mapping [0, 1] images to class scores
             (logits, or probabilities: a softmax output is replaced by a linear one on a clone).
@@ -162,6 +165,7 @@ def saliency_maps(model, images, labels=None, method="saliency", penultimate_lay
     Returns:
         float32 array ``(batch, height, width)`` with values in [0, 1].
     """
+    require_tensorflow_backend("keras_equivariant.visualize.saliency_maps")
     from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
     from tf_keras_vis.utils.scores import CategoricalScore
 
