@@ -59,10 +59,11 @@ def evaluate(model, output_dir, attacks=DEFAULT_ATTACKS, eps=None, protocol="def
                          "'all') for the CIFAR-10-C sweep or --spatial, or drop --skip-attacks.")
     shard = check_shard(shard)
     if spatial and shard is not None:
-        raise ValueError("The spatial sweep does not shard yet: run --spatial in an unsharded "
-                         "evaluate (it can reuse the same --output-dir), without --shard.")
+        raise ValueError("The spatial sweep does not shard yet: run `spatial` in an unsharded "
+                         "evaluation (it can reuse the same `output_dir`), without `shard`.")
     if spatial_eps is not None and not spatial:
-        raise ValueError("`spatial_eps` (--spatial-eps) needs `spatial=True` (--spatial).")
+        raise ValueError("`spatial_eps` (a PGD budget after the worst transformation) needs "
+                         "`spatial`: turn the spatial sweep on, or drop `spatial_eps`.")
     corruptions = check_corruption_names(corruptions) if corruptions else None
     output_dir = shard_directory(output_dir, shard)
     results = {}

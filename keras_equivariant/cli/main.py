@@ -92,9 +92,28 @@ def _one_line(error):
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
+def option_names(parser, command):
+    """``{python argument: "--cli-option"}`` of ``command``'s options (``max_examples`` ->
+    ``--max-examples``), to name the option the user typed in errors raised by the library."""
+    commands = next(action for action in parser._actions
+                    if isinstance(action, argparse._SubParsersAction)).choices
+    return {action.dest: next(option for option in action.option_strings
+                              if option.startswith("--"))
+            for action in commands[command]._actions
+            if any(option.startswith("--") for option in action.option_strings)}
+
+
+def _in_cli_terms(message, options):
+    """``message`` with each backticked Python argument name replaced by its CLI option."""
+    for name, option in options.items():
+        message = message.replace(f"`{name}`", f"`{option}`")
+    return message
+
+
 def main(argv=None):
     """Runs the command line ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     prefix = f"keras-equivariant {args.command}: error:"
     try:
         start_tensorflow(args.tensorflow_logs)
@@ -106,7 +125,8 @@ def main(argv=None):
             print(f"{prefix} {error}", file=sys.stderr)
             return 1
         except ValueError as error:
-            print(f"{prefix} {error}", file=sys.stderr)
+            message = _in_cli_terms(str(error), option_names(parser, args.command))
+            print(f"{prefix} {message}", file=sys.stderr)
             return 2
     except KeyboardInterrupt:
         print(f"\nkeras-equivariant {args.command}: interrupted; run the same command again to "

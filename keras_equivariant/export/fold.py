@@ -69,7 +69,9 @@ def fold(model):
     def clone_layer(layer):
         if _is_group_conv(layer):
             return layer
-        copy = layer.__class__.from_config(layer.get_config())
+        # keras_equivariant.layers.Conv2D only changes the backward pass: serve Keras' own.
+        cls = keras.layers.Conv2D if isinstance(layer, keras.layers.Conv2D) else layer.__class__
+        copy = cls.from_config(layer.get_config())
         originals[id(copy)] = layer
         return copy
 

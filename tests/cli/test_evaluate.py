@@ -215,6 +215,9 @@ def test_spatial_refuses_shards_and_spatial_eps_needs_spatial(trained_model_path
                                                               capsys):
     base = ["evaluate", str(trained_model_path), "--output-dir", str(tmp_path)]
     assert main(base + ["--spatial", "--shard", "0/2"]) == 2
-    assert "does not shard" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "does not shard yet: run `--spatial`" in error and "without `--shard`" in error
     assert main(base + ["--spatial-eps", "2/255"]) == 2
-    assert "--spatial" in capsys.readouterr().err
+    # library argument names become the options the user typed
+    assert "`--spatial-eps` (a PGD budget after the worst transformation) needs `--spatial`" \
+        in capsys.readouterr().err
