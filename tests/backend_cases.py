@@ -68,6 +68,12 @@ MODEL_CASES = {
     f"{builder}_{variant}_depth4": _builder_case(builder, 4, variant)
     for builder in BUILDERS for variant in VARIANTS
 }
+#: The builders compared by the default tests (the equivariant variants: every group layer kind
+#: of the builders); the paper variants are compared by the slow tests.
+DEFAULT_MODEL_CASES = {name: case for name, case in MODEL_CASES.items()
+                       if name.endswith("_equivariant_depth4")}
+PAPER_MODEL_CASES = {name: case for name, case in MODEL_CASES.items()
+                     if name not in DEFAULT_MODEL_CASES}
 #: Depth 10 (one model per kind of trunk), compared by the slow tests only.
 DEEP_MODEL_CASES = {
     "CascadedGCNN_equivariant_depth10": _builder_case("CascadedGCNN", 10, "equivariant"),

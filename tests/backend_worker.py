@@ -63,8 +63,8 @@ def main(directory):
             report[f"{group}_error"] = check_equivariance(
                 RotationConv2D(4, 3, group=group), images, group=group).max_error
         report["tensorflow_only_errors"] = tensorflow_only_errors(
-            keras.saving.load_model(directory / "BaselineCNN_paper_depth4.keras"),
-            inputs["BaselineCNN_paper_depth4"], directory)
+            keras.saving.load_model(directory / "BaselineCNN_equivariant_depth4.keras"),
+            inputs["BaselineCNN_equivariant_depth4"], directory)
     np.savez(directory / "results.npz", **arrays)
     (directory / "results.json").write_text(json.dumps(report))
 

@@ -66,7 +66,7 @@ def run_cases(directory, names, fit_names, checks):
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """Every layer and depth-4 builder; a few one-step fits; equivariance, fold, errors."""
-    names = [*backend_cases.LAYER_CASES, *backend_cases.MODEL_CASES]
+    names = [*backend_cases.LAYER_CASES, *backend_cases.DEFAULT_MODEL_CASES]
     return run_cases(tmp_path_factory.mktemp("backends"), names, backend_cases.FIT_CASES, True)
 
 
@@ -106,7 +106,8 @@ def check_training_step(results, name):
     assert relative_error(outputs, results["jax"][key]) <= 1e-5
 
 
-@pytest.mark.parametrize("name", [*backend_cases.LAYER_CASES, *backend_cases.MODEL_CASES])
+@pytest.mark.parametrize("name", [*backend_cases.LAYER_CASES,
+                                  *backend_cases.DEFAULT_MODEL_CASES])
 def test_same_outputs_on_jax(runs, name):
     check_outputs(runs, name)
 
@@ -117,8 +118,9 @@ def test_one_training_step_matches_and_loads_back(runs, name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", backend_cases.DEEP_MODEL_CASES)
-def test_same_outputs_on_jax_depth10(slow_runs, name):
+@pytest.mark.parametrize("name", [*backend_cases.PAPER_MODEL_CASES,
+                                  *backend_cases.DEEP_MODEL_CASES])
+def test_same_outputs_on_jax_paper_variants_and_depth10(slow_runs, name):
     check_outputs(slow_runs, name)
 
 
