@@ -122,6 +122,7 @@ def test_every_export_refuses_a_wrong_image_shape_or_dtype(exported, exported_fo
         == (2, 10)
 
 
+@pytest.mark.slow  # two saved_model_cli processes, ~45 s: `pytest -m slow` runs it
 def test_documented_saved_model_cli_commands_run(exported, tmp_path):
     """Runs docs/serving.md's `saved_model_cli` block as written, on the exported model."""
     path, _, _, _ = exported
