@@ -5,7 +5,7 @@ python examples/visualize/make_figures.py \
     --models runs/BaselineCNN-s0/model.keras runs/BaselineCNN-s1/model.keras \
              runs/ParallelGCNN-s0/model.keras runs/ParallelGCNN-s1/model.keras \
     --names BaselineCNN BaselineCNN ParallelGCNN ParallelGCNN \
-    --data-dir ../shared/data --output-dir examples/visualize
+    --data-dir data --output-dir examples/visualize
 ```
 
 Models sharing a name are seeds of one architecture: the explanation figures use the first
