@@ -6,6 +6,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from keras_equivariant.metrics.statistics import mean_confidence_interval
 from keras_equivariant.utils.io import atomic_save_figure
 from keras_equivariant.utils.validation import check_choice
 
@@ -20,13 +21,12 @@ def _new_axes(polar=False):
     return figure.add_subplot(projection="polar" if polar else None)
 
 
-def plot_robust_accuracy(reports, x="eps", ax=None, path=None, title=None):
+def plot_robust_accuracy(reports, x="eps", ax=None, path=None, title=None, band="std"):
     """Plots robust accuracy (%) against eps for several models on one figure.
 
     Reports sharing a ``model_name``, protocol and attack settings are treated as seeds of one
     model (seeds with different settings raise a ``ValueError``): the curve is their mean and a
-    shaded band shows ± one sample standard deviation (``ddof=1``); the legend gives the number
-    of seeds. Reports of several protocols are labelled with their protocol. Draws on a plain
+    shaded band shows their spread (see ``band``); the legend gives the number of seeds. Reports of several protocols are labelled with their protocol. Draws on a plain
     ``matplotlib.figure.Figure`` (no pyplot state), so it works with the Agg backend and in
     threads.
 
@@ -35,8 +35,13 @@ def plot_robust_accuracy(reports, x="eps", ax=None, path=None, title=None):
         x: ``"eps"`` (budgets in the reports' protocol unit; all reports must share the protocol
             unit) or ``"eps_pixel"`` (pixel units, comparable across protocols).
         ax: an existing matplotlib ``Axes`` to draw on; ``None`` creates a new figure.
-        path: if given, the figure is saved there (format from the extension).
+        path: if given, the figure is saved there (format from the extension), atomically.
         title: optional axes title.
+        band: the band around a model with several seeds: ``"std"`` (± one sample standard
+            deviation, ``ddof=1``: the spread of single runs) or ``"ci95"`` (the Student-t
+            95 % confidence interval of the mean over seeds, from
+            :func:`~keras_equivariant.metrics.mean_confidence_interval`; wider than ``"std"``
+            below 7 seeds).
 
     Returns:
         The matplotlib ``Figure``.
@@ -46,6 +51,7 @@ def plot_robust_accuracy(reports, x="eps", ax=None, path=None, title=None):
     >>> figure = plot_robust_accuracy([report_seed0, report_seed1, baseline], path="pgd.png")
     """
     check_choice(x, ("eps", "eps_pixel"), "x")
+    check_choice(band, ("std", "ci95"), "band")
     reports = list(reports) if isinstance(reports, (list, tuple)) else [reports]
     if not reports:
         raise ValueError("`reports` must hold at least one report; received an empty list.")
@@ -87,11 +93,16 @@ def plot_robust_accuracy(reports, x="eps", ax=None, path=None, title=None):
         accuracy = 100 * np.array([member.accuracy for member in members], dtype=float)
         mean = accuracy.mean(axis=0)
         if len(members) > 1:
-            spread = accuracy.std(axis=0, ddof=1)
+            if band == "std":
+                spread = accuracy.std(axis=0, ddof=1)
+                low, high = mean - spread, mean + spread
+            else:
+                intervals = [mean_confidence_interval(column) for column in accuracy.T]
+                low, high = ([interval.low for interval in intervals],
+                             [interval.high for interval in intervals])
             (line,) = ax.plot(xs[0], mean, marker="o", markersize=3,
                               label=f"{label} (n={len(members)})")
-            ax.fill_between(xs[0], mean - spread, mean + spread, color=line.get_color(),
-                            alpha=0.2, linewidth=0)
+            ax.fill_between(xs[0], low, high, color=line.get_color(), alpha=0.2, linewidth=0)
         else:
             ax.plot(xs[0], mean, marker="o", markersize=3, label=label)
     unit = "pixel [0, 1]" if x == "eps_pixel" else units.pop()
@@ -103,7 +114,7 @@ def plot_robust_accuracy(reports, x="eps", ax=None, path=None, title=None):
     if title:
         ax.set_title(title)
     if path is not None:
-        figure.savefig(path, dpi=150, bbox_inches="tight")
+        atomic_save_figure(figure, path)
     return figure
 
 
@@ -159,6 +170,54 @@ def plot_transformation_accuracy(reports, transformation="rotation", metric="acc
         if title:
             ax.set_title(title)
     ax.legend(fontsize="small")
+    if path is not None:
+        atomic_save_figure(figure, path)
+    return figure
+
+
+def plot_differences(differences, path=None, title=None, ax=None):
+    """Forest plot of differences to a reference, in points (x100), with their intervals.
+
+    One row per difference, top to bottom in the given order: a horizontal bar spans the
+    confidence interval and a marker shows the point estimate; a vertical line marks 0.
+    Significant differences (interval excluding 0) are drawn dark with filled markers, the
+    others light with open markers.
+
+    Args:
+        differences: a list of ``(label, Difference)`` pairs, e.g. from
+            :func:`~keras_equivariant.metrics.paired_bootstrap_difference`.
+        path: if given, the figure is saved there (format from the extension), atomically.
+        title: optional axes title.
+        ax: an existing matplotlib ``Axes`` to draw on; ``None`` creates a new figure.
+
+    Returns:
+        The matplotlib ``Figure``.
+
+    Example:
+
+    >>> figure = plot_differences([("Parallel", difference)], path="differences.png")
+    """
+    differences = list(differences)
+    if not differences:
+        raise ValueError("`differences` must hold at least one (label, Difference) pair; "
+                         "received an empty list.")
+    ax = ax or _new_axes()
+    figure = ax.figure
+    ax.axvline(0.0, color="black", linewidth=1)
+    for row, (label, difference) in enumerate(differences):
+        color = "tab:blue" if difference.significant else "tab:gray"
+        ax.plot([100 * difference.low, 100 * difference.high], [row, row], color=color,
+                linewidth=2.5 if difference.significant else 1.5)
+        ax.plot([100 * difference.mean], [row], marker="o", markersize=6, color=color,
+                markerfacecolor=color if difference.significant else "white")
+    confidences = {difference.confidence for _, difference in differences}
+    ax.set_yticks(range(len(differences)), [label for label, _ in differences])
+    ax.set_ylim(len(differences) - 0.5, -0.5)
+    level = f"{100 * confidences.pop():g} % CI" if len(confidences) == 1 else "CI"
+    ax.set_xlabel(f"difference (points, {level}; filled: significant)")
+    ax.grid(True, axis="x", alpha=0.3)
+    if title:
+        ax.set_title(title)
     if path is not None:
         atomic_save_figure(figure, path)
     return figure

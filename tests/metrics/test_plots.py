@@ -1,10 +1,16 @@
-"""Accuracy-vs-eps plots: one curve per model, mean and a band across seeds, headless."""
+"""Accuracy-vs-eps plots (mean and a band across seeds) and forest plots, headless."""
 
 import matplotlib.collections
 import numpy as np
 import pytest
 
-from keras_equivariant.metrics import RobustAccuracyReport, plot_robust_accuracy
+from keras_equivariant.metrics import (
+    Difference,
+    RobustAccuracyReport,
+    mean_confidence_interval,
+    plot_differences,
+    plot_robust_accuracy,
+)
 
 
 def _report(name, accuracy, protocol="default", eps=(0.0, 0.01, 0.02), attack="pgd"):
@@ -81,3 +87,40 @@ def test_bad_input_raises():
         plot_robust_accuracy([])
     with pytest.raises(ValueError, match="Unknown x"):
         plot_robust_accuracy(_report("a", [0.9, 0.5, 0.1]), x="steps")
+
+
+def _band_extent(figure):
+    (band,) = [c for c in figure.axes[0].collections
+               if isinstance(c, matplotlib.collections.PolyCollection)]
+    vertices = band.get_paths()[0].vertices
+    return vertices[:, 1].min(), vertices[:, 1].max()
+
+
+def test_ci95_band_is_the_student_t_interval_and_wider_than_std():
+    reports = [_report("a", [0.9, 0.6, 0.3]), _report("a", [0.8, 0.5, 0.1]),
+               _report("a", [0.85, 0.4, 0.2])]
+    std_low, std_high = _band_extent(plot_robust_accuracy(reports))
+    ci_low, ci_high = _band_extent(plot_robust_accuracy(reports, band="ci95"))
+    assert ci_low < std_low and ci_high > std_high
+    interval = mean_confidence_interval([90, 80, 85])  # the widest point: eps = 0
+    assert ci_high == pytest.approx(interval.high)
+    with pytest.raises(ValueError, match="Unknown band"):
+        plot_robust_accuracy(reports, band="sem")
+
+
+def test_forest_plot_marks_zero_and_fills_significant_differences(tmp_path):
+    differences = [("shifted", Difference(0.05, 0.02, 0.08, 0.95, 3, 500, 10000)),
+                   ("unclear", Difference(0.01, -0.02, 0.04, 0.95, 3, 500, 10000))]
+    figure = plot_differences(differences, path=tmp_path / "forest.png", title="PGD")
+    (ax,) = figure.axes
+    assert any(list(line.get_xdata()) == [0, 0] for line in ax.get_lines())
+    bars = [line for line in ax.get_lines() if len(line.get_xdata()) == 2
+            and list(line.get_xdata()) != [0, 0]]
+    np.testing.assert_allclose([bar.get_xdata() for bar in bars], [[2, 8], [-2, 4]])
+    markers = [line for line in ax.get_lines() if len(line.get_xdata()) == 1]
+    assert [marker.get_markerfacecolor() != "white" for marker in markers] == [True, False]
+    assert [tick.get_text() for tick in ax.get_yticklabels()] == ["shifted", "unclear"]
+    assert "95 % CI" in ax.get_xlabel()
+    assert (tmp_path / "forest.png").stat().st_size > 1000
+    with pytest.raises(ValueError, match="at least one"):
+        plot_differences([])
