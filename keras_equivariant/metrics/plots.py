@@ -26,7 +26,8 @@ def plot_robust_accuracy(reports, x="eps", ax=None, path=None, title=None, band=
 
     Reports sharing a ``model_name``, protocol and attack settings are treated as seeds of one
     model (seeds with different settings raise a ``ValueError``): the curve is their mean and a
-    shaded band shows their spread (see ``band``); the legend gives the number of seeds. Reports of several protocols are labelled with their protocol. Draws on a plain
+    shaded band shows their spread (see ``band``); the legend gives the number of seeds.
+    Reports of several protocols are labelled with their protocol. Draws on a plain
     ``matplotlib.figure.Figure`` (no pyplot state), so it works with the Agg backend and in
     threads.
 
