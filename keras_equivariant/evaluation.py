@@ -440,3 +440,27 @@ def equivariance_errors(model, output_path, num_images=16, dataset="cifar10", da
                "max_relative_error": float(result.max_error)}
     resume.save(output_path, identity, payload)
     return payload
+
+
+def sanity_summary(model, output_path, num_images=128, eps=8 / 255, dataset="cifar10",
+                   data_dir=None, seed=0, model_name=None):
+    """Runs ``metrics.sanity_checks`` at ``eps`` on ``num_images`` class-balanced test images
+    and stores the report in ``output_path`` with its identity (settings, a fingerprint of the
+    images and of the model weights): reused for the same identity, refused for another model
+    or other images. Returns the report as a dict (``passed``, ``failed``, every check)."""
+    from keras_equivariant import data, metrics
+    from keras_equivariant.utils import resume
+
+    images, labels = data.load_arrays(dataset, "test", data_dir=data_dir, max_examples=num_images)
+    identity = {"checks": "sanity_checks", "eps": float(eps), "num_images": int(num_images),
+                "seed": int(seed), "data": resume.array_fingerprint(images),
+                "model_weights": resume.weights_fingerprint(model)}
+    cached = resume.load(output_path, identity, what="sanity checks")
+    if cached is not None:
+        cached.pop(resume.IDENTITY_KEY)
+        return cached
+    report = metrics.sanity_checks(model, (images.astype("float32") / 255.0, labels), eps=eps,
+                                   seed=seed, model_name=model_name)
+    payload = {**report.to_dict(), "failed": report.failed}
+    resume.save(output_path, identity, payload)
+    return payload

@@ -63,6 +63,27 @@ class Preset:
     # ("random", Engstrom et al.'s worst-of-k); plus the 0..355 deg accuracy curve.
     spatial_mode: str = "random"
     spatial_samples: int | None = 10
+    # Multi-seed studies: every model is trained and evaluated once per seed; with several seeds
+    # the report gives means with 95 % confidence intervals and paired differences to the
+    # baseline (``keras_equivariant.study``).
+    seeds: tuple = (0,)
+    paper_variants: tuple = ()  # models also run in their "paper" variant (official structure)
+    augment: bool = False  # random crops and flips while training
+    attacks: tuple = ("fgsm", "pgd")  # swept at `eps` under `protocol`
+    autoattack_eps: tuple = ()  # pixel budgets of the standard L-inf AutoAttack
+    paper_protocol_eps: tuple = ()  # FGSM and PGD-40 of the paper's protocol (normalized eps)
+    clever_seeds: int | None = None  # CLEVER on the first `clever_seeds` seeds (None: all)
+    sanity_images: int = 0  # test images for `metrics.sanity_checks` at 8/255 (0: skipped)
+    rotation_curve_step: int = 5  # degrees between the points of the 0..360 accuracy curve
+    # Without --data-dir: the CIFAR-10 subset shipped in data/ (True) or tensorflow-datasets.
+    uses_shipped_data: bool = True
+
+    def runs(self):
+        """``(label, model name, variant)`` of every model of the preset, in order."""
+        runs = [(name, name, self.variant) for name in self.models]
+        runs += [(f"{name} (paper)", name, "paper") for name in self.paper_variants
+                 if self.variant != "paper"]
+        return runs
 
 
 PRESETS = {
@@ -84,6 +105,34 @@ PRESETS = {
         clever_num_samples_per_batch=16, equivariance_images=16,
         spatial_mode="random", spatial_samples=10,
     ),
+    "study": Preset(
+        name="study",
+        description=(
+            "The multi-seed study, sized for about 2 hours on 2 CPU cores: the five builders "
+            "(depth 4, `equivariant` variant) plus the `paper` variants of ParallelRotScaleGCNN "
+            "and CascadedGCNN, 3 seeds each, one training recipe for all (8 epochs, Adam 1e-3 "
+            "with a cosine schedule, batch 128, random crops and flips) on 4,660 training "
+            "images (by default the CIFAR-10 subset shipped in data/), evaluated on the same 500 "
+            "class-balanced test images: L-inf PGD-10 at 1, 2, 4, 8/255, standard AutoAttack at "
+            "1/255 and 2/255, the paper's FGSM / PGD-40 protocol at the same pixel budgets "
+            "(1/255 and 2/255), spatial robustness (worst of 10 rotations/translations, accuracy "
+            "every 10 deg of rotation), the C4 equivariance error, the gradient-masking sanity "
+            "checks on 128 images, and CLEVER-L2 on 20 images (first seed only: its sampling "
+            "dominates the budget). Every number is a mean over seeds with a 95 % Student-t "
+            "interval; differences to BaselineCNN are paired over seeds and test images "
+            "(bootstrap)."),
+        models=MODEL_NAMES,
+        depth=4, variant="equivariant", epochs=8, batch_size=128, lr_schedule="cosine",
+        max_train_examples=4660, max_test_examples=500, protocol="default",
+        eps=(0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255), pgd_steps=10,
+        clever_images=20, clever_preset="fast", clever_norm="2", clever_num_batches=20,
+        clever_num_samples_per_batch=16, equivariance_images=16,
+        spatial_mode="random", spatial_samples=10,
+        seeds=(0, 1, 2), paper_variants=("ParallelRotScaleGCNN", "CascadedGCNN"), augment=True,
+        attacks=("pgd",), autoattack_eps=(1 / 255, 2 / 255),
+        paper_protocol_eps=(2 / 255, 4 / 255), clever_seeds=1, sanity_images=128,
+        rotation_curve_step=10,
+    ),
     "paper": Preset(
         name="paper",
         description=(
@@ -98,7 +147,7 @@ PRESETS = {
         eps=tuple(round(0.01 * step, 2) for step in range(16)), pgd_steps=None,
         clever_images=20, clever_preset="paper", clever_norm="2", clever_num_batches=None,
         clever_num_samples_per_batch=None, equivariance_images=100,
-        spatial_mode="grid", spatial_samples=None,
+        spatial_mode="grid", spatial_samples=None, uses_shipped_data=False,
     ),
 }
 
@@ -108,16 +157,20 @@ def reproduce(preset="quick", output_dir=None, dataset="cifar10", data_dir=None,
     """Runs ``preset`` (a ``Preset`` or a name in ``PRESETS``) into ``output_dir`` (default
     ``runs/reproduce-<preset name>``); returns the results dict also written to
     ``results.json``. Resumable: every stage keeps its results in the model's run directory
-    under the identity of the stage (``keras_equivariant.utils.resume``)."""
-    import keras
+    under the identity of the stage (``keras_equivariant.utils.resume``).
 
-    from keras_equivariant import data, evaluation, layers, metrics, training  # noqa: F401
+    ``seed`` offsets the preset's seeds (a single-seed preset runs seed ``seed``; the study
+    runs ``seed + 0, seed + 1, seed + 2``). Stages run seed by seed, so an interrupted study
+    already holds every model's first seeds. With several seeds the report is the study's
+    (:mod:`keras_equivariant.study`: means with 95 % intervals, paired differences)."""
+    from keras_equivariant import data, study
     from keras_equivariant.utils import io, resume
 
     if isinstance(preset, str):
         preset = PRESETS[_check_preset(preset)]
     output_dir = Path(output_dir or f"runs/reproduce-{preset.name}")
     results_path = output_dir / "results.json"
+    seeds = [seed + offset for offset in preset.seeds]
     # Fail on missing data before any work, and record what the splits hold.
     splits = {}
     for split, limit in (("train", preset.max_train_examples), ("test", preset.max_test_examples)):
@@ -133,17 +186,21 @@ def reproduce(preset="quick", output_dir=None, dataset="cifar10", data_dir=None,
                          f"({'all' if used == info.num_examples else 'class-balanced subset'}) "
                          f"from {info.source}")
     # results.json is a summary of the stage files: it is reused (wall times, stage times) only
-    # for the same preset, data and seed, and rebuilt from the stages otherwise.
+    # for the same preset, data and seeds, and rebuilt from the stages otherwise.
     identity = {"preset": dataclasses.asdict(preset), "dataset": dataset,
-                "data": splits, "seed": seed}
+                "data": splits, "seeds": seeds}
     results = resume.load(results_path, identity, on_mismatch="recompute") or {}
     results.pop(resume.IDENTITY_KEY, None)
+    previous_models = results.get("models", {})
     results.update({
         "preset": dataclasses.asdict(preset),
         "dataset": {"name": dataset, **splits},
+        "seeds": seeds,
         "hardware": hardware_description(),
         # Only this preset's models: entries of models dropped from `--models` are not reported.
-        "models": {name: results.get("models", {}).get(name, {}) for name in preset.models},
+        "models": {label: {"model": name, "variant": variant,
+                           "seeds": previous_models.get(label, {}).get("seeds", {})}
+                   for label, name, variant in preset.runs()},
     })
     start = time.perf_counter()
     previous_seconds = results.get("wall_seconds_before_resume", 0.0) + results.get(
@@ -160,81 +217,142 @@ def reproduce(preset="quick", output_dir=None, dataset="cifar10", data_dir=None,
         results["wall_seconds"] = previous_seconds + results["wall_seconds_this_session"]
         resume.save(results_path, identity, results)
 
-    reports = {"fgsm": [], "pgd": []}
+    reports = {}
     rotation_curves = []
-    lr_schedules = {name: (training.PAPER_LR_SCHEDULES[name] if preset.lr_schedule == "paper"
-                           else preset.lr_schedule) for name in preset.models}
-    for index, model_name in enumerate(preset.models, start=1):
-        entry = results["models"][model_name]
-        entry.setdefault("stage_seconds", {})
-        header = f"[{index}/{len(preset.models)}] {model_name} (depth {preset.depth})"
+    runs = preset.runs()
+    total = len(runs) * len(seeds)
+    for seed_position, run_seed in enumerate(seeds):
+        for run_position, (label, model_name, variant) in enumerate(runs):
+            done = seed_position * len(runs) + run_position
+            header = f"[{done + 1}/{total}] {label}, seed {run_seed}"
+            entry = results["models"][label]["seeds"].setdefault(str(run_seed), {})
+            entry.setdefault("stage_seconds", {})
+            run_reports, curve = _run_stages(
+                preset, label, model_name, variant, run_seed, seed_position, entry, header,
+                output_dir, dataset, data_dir, verbose, save)
+            for key, report in run_reports.items():
+                reports.setdefault(key, []).append(report)
+            rotation_curves.append(curve)
+            print(f"{header}: done; {_eta_text(results, done + 1, total, start)}")
 
-        print(f"{header}: training")
-        stage = time.perf_counter()
-        summary = training.train(
-            model_name, depth=preset.depth, variant=preset.variant, dataset=dataset,
-            epochs=preset.epochs, batch_size=preset.batch_size,
-            lr_schedule=lr_schedules[model_name], data_dir=data_dir, output_dir=output_dir,
-            seed=seed, max_train_examples=preset.max_train_examples,
-            max_test_examples=preset.max_test_examples, verbose=verbose)
-        entry["training"] = summary
-        entry["stage_seconds"].setdefault("training", time.perf_counter() - stage)
-        save()
-        run_dir = Path(summary["run_dir"])
-        model = keras.saving.load_model(summary["model_path"])  # written by `training.train`
-
-        print(f"{header}: FGSM and PGD sweeps")
-        stage = time.perf_counter()
-        model_reports = evaluation.attack_sweeps(
-            model, run_dir / "evaluation", attacks=("fgsm", "pgd"), eps=list(preset.eps),
-            protocol=preset.protocol, steps=preset.pgd_steps, dataset=dataset,
-            data_dir=data_dir, max_examples=preset.max_test_examples,
-            batch_size=preset.batch_size, model_name=model_name)
-        for attack, report in model_reports.items():
-            reports[attack].append(report)
-        entry["attacks"] = {attack: evaluation.accuracy_by_eps(report)
-                            for attack, report in model_reports.items()}
-        entry["stage_seconds"]["attacks"] = time.perf_counter() - stage
-        save()
-
-        if preset.clever_images > 0:
-            print(f"{header}: CLEVER-L{preset.clever_norm} ({preset.clever_preset}) on "
-                  f"{preset.clever_images} images")
-            stage = time.perf_counter()
-            entry["clever"] = evaluation.clever_summary(
-                model, run_dir / "evaluation" / f"clever_{preset.clever_norm}.json",
-                num_images=preset.clever_images, preset=preset.clever_preset,
-                norm=preset.clever_norm, num_batches=preset.clever_num_batches,
-                num_samples_per_batch=preset.clever_num_samples_per_batch, seed=seed,
-                dataset=dataset, data_dir=data_dir)
-            entry["stage_seconds"]["clever"] = time.perf_counter() - stage
-            save()
-
-        print(f"{header}: equivariance check (C4 rotations of the input, logits compared)")
-        entry["equivariance"] = evaluation.equivariance_errors(
-            model, run_dir / "evaluation" / "equivariance.json",
-            num_images=preset.equivariance_images, dataset=dataset, data_dir=data_dir)
-        save()
-
-        print(f"{header}: spatial robustness (worst rotation/translation, 0-355 deg curve)")
-        stage = time.perf_counter()
-        entry["spatial"], curve = _spatial_stage(model, model_name, run_dir, preset, dataset,
-                                                 data_dir)
-        rotation_curves.append(curve)
-        entry["stage_seconds"]["spatial"] = time.perf_counter() - stage
-        save()
-
-    for attack, attack_reports in reports.items():
-        metrics.plot_robust_accuracy(
-            attack_reports, path=output_dir / f"robust_accuracy_{attack}.png",
-            title=f"{attack.upper()}, {preset.name} preset ({preset.protocol} protocol)")
-    metrics.plot_transformation_accuracy(
-        rotation_curves, path=output_dir / "rotation_accuracy.png",
-        title=f"Accuracy vs rotation angle, {preset.name} preset")
-    io.atomic_write_text(output_dir / "report.md", render_report(results))
+    _write_figures(preset, reports, rotation_curves, output_dir)
+    if len(seeds) > 1:
+        statistics = study.summarize(results)
+        results["statistics"] = statistics
+        study.write_figures(results, output_dir)
+        report_text = study.render_report(results)
+    else:
+        report_text = render_report(results)
+    io.atomic_write_text(output_dir / "report.md", report_text)
     save()
     print(f"report: {output_dir / 'report.md'} (wall time {results['wall_seconds']:.0f} s)")
     return results
+
+
+def _run_stages(preset, label, model_name, variant, seed, seed_position, entry, header,
+                output_dir, dataset, data_dir, verbose, save):
+    """Trains one (model, variant, seed) and runs every evaluation stage of ``preset`` on it;
+    fills ``entry`` (saved after each stage) and returns ``({sweep key: report},
+    rotation-curve report)``. Each stage resumes from its own files."""
+    import keras
+
+    from keras_equivariant import evaluation, layers, training  # noqa: F401 (custom objects)
+
+    def timed(stage_name, function):
+        begin = time.perf_counter()
+        value = function()
+        entry["stage_seconds"][stage_name] = time.perf_counter() - begin
+        return value
+
+    print(f"{header}: training")
+    lr_schedule = (training.PAPER_LR_SCHEDULES[model_name] if preset.lr_schedule == "paper"
+                   else preset.lr_schedule)
+    summary = training.train(
+        model_name, depth=preset.depth, variant=variant, dataset=dataset,
+        epochs=preset.epochs, batch_size=preset.batch_size, lr_schedule=lr_schedule,
+        augment=preset.augment, data_dir=data_dir, output_dir=output_dir, seed=seed,
+        max_train_examples=preset.max_train_examples,
+        max_test_examples=preset.max_test_examples, verbose=verbose)
+    entry["training"] = summary
+    entry["stage_seconds"].setdefault("training", summary.get("train_seconds"))
+    save()
+    run_dir = Path(summary["run_dir"])
+    evaluation_dir = run_dir / "evaluation"
+    model = keras.saving.load_model(summary["model_path"])  # written by `training.train`
+    sweeps = [(attack, attack, preset.protocol, list(preset.eps), preset.pgd_steps)
+              for attack in preset.attacks]
+    if preset.autoattack_eps:
+        sweeps.append(("autoattack", "autoattack", "default", list(preset.autoattack_eps), None))
+    for attack in ("fgsm", "pgd") if preset.paper_protocol_eps else ():
+        sweeps.append((f"paper_{attack}", attack, "paper", list(preset.paper_protocol_eps), None))
+    sweep_reports = {}
+    for key, attack, protocol, eps, steps in sweeps:
+        print(f"{header}: {attack.upper()} ({protocol} protocol) at eps "
+              f"{', '.join(f'{value * 255:.3g}/255' for value in eps)}")
+        sweep_reports[key] = timed(key, lambda: evaluation.attack_sweeps(
+            model, evaluation_dir, attacks=(attack,), eps=eps, protocol=protocol, steps=steps,
+            dataset=dataset, data_dir=data_dir, max_examples=preset.max_test_examples,
+            batch_size=preset.batch_size, model_name=label, verbose=verbose)[attack])
+        entry.setdefault("attacks", {})[key] = evaluation.accuracy_by_eps(sweep_reports[key])
+        entry.setdefault("robust_examples", {})[key] = {
+            f"{float(value):.6g}": flags
+            for value, flags in zip(sweep_reports[key].eps, sweep_reports[key].robust_examples)}
+        save()
+
+    clever_seeds = len(preset.seeds) if preset.clever_seeds is None else preset.clever_seeds
+    if preset.clever_images > 0 and seed_position < clever_seeds:
+        print(f"{header}: CLEVER-L{preset.clever_norm} ({preset.clever_preset}) on "
+              f"{preset.clever_images} images")
+        entry["clever"] = timed("clever", lambda: evaluation.clever_summary(
+            model, evaluation_dir / f"clever_{preset.clever_norm}.json",
+            num_images=preset.clever_images, preset=preset.clever_preset,
+            norm=preset.clever_norm, num_batches=preset.clever_num_batches,
+            num_samples_per_batch=preset.clever_num_samples_per_batch, seed=seed,
+            dataset=dataset, data_dir=data_dir))
+        save()
+
+    print(f"{header}: equivariance check (C4 rotations of the input, logits compared)")
+    entry["equivariance"] = evaluation.equivariance_errors(
+        model, evaluation_dir / "equivariance.json",
+        num_images=preset.equivariance_images, dataset=dataset, data_dir=data_dir)
+    save()
+
+    print(f"{header}: spatial robustness (worst rotation/translation, 0-360 deg curve)")
+    entry["spatial"], curve = timed("spatial", lambda: _spatial_stage(
+        model, label, run_dir, preset, dataset, data_dir))
+    save()
+
+    if preset.sanity_images > 0:
+        print(f"{header}: gradient-masking sanity checks on {preset.sanity_images} images")
+        entry["sanity"] = timed("sanity", lambda: evaluation.sanity_summary(
+            model, evaluation_dir / "sanity.json", num_images=preset.sanity_images,
+            dataset=dataset, data_dir=data_dir, seed=seed, model_name=label))
+        save()
+    return sweep_reports, curve
+
+
+def _write_figures(preset, reports, rotation_curves, output_dir):
+    from keras_equivariant import metrics
+
+    for key, key_reports in reports.items():
+        protocol = "paper" if key.startswith("paper_") else preset.protocol
+        metrics.plot_robust_accuracy(
+            key_reports, path=output_dir / f"robust_accuracy_{key}.png",
+            band="ci95" if len(preset.seeds) > 1 else "std",
+            title=f"{key.removeprefix('paper_').upper()}, {preset.name} preset ({protocol} "
+                  "protocol)" + (", mean and 95 % CI over seeds" if len(preset.seeds) > 1
+                                 else ""))
+    metrics.plot_transformation_accuracy(
+        rotation_curves, path=output_dir / "rotation_accuracy.png",
+        title=f"Accuracy vs rotation angle, {preset.name} preset")
+
+
+def _eta_text(results, done, total, start):
+    """``"elapsed ..., about ... left"`` from the mean time per finished run this session."""
+    elapsed = time.perf_counter() - start
+    left = elapsed / done * (total - done) if done else float("nan")
+    return (f"{elapsed / 60:.1f} min this session, about {left / 60:.0f} min left "
+            f"({total - done} of {total} runs)")
 
 
 def _spatial_stage(model, model_name, run_dir, preset, dataset, data_dir):
@@ -245,7 +363,7 @@ def _spatial_stage(model, model_name, run_dir, preset, dataset, data_dir):
                              shuffle=False, max_examples=preset.max_test_examples)
     folder = run_dir / "evaluation" / "spatial"
     curve = metrics.transformation_accuracy(
-        model, test, rotations=range(0, 360, 5), output_dir=folder, model_name=model_name,
+        model, test, rotations=range(0, 360, preset.rotation_curve_step), output_dir=folder, model_name=model_name,
         verbose=0)
     worst = metrics.spatial_robust_accuracy(
         model, test, mode=preset.spatial_mode, num_samples=preset.spatial_samples,
@@ -280,13 +398,8 @@ def hardware_description():
     import keras
     import tensorflow as tf
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as file:
-            cpu = next(line.split(":", 1)[1].strip() for line in file
-                       if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    from keras_equivariant.utils.platform import cpu_model, onednn_enabled
+
     import keras_equivariant
 
     try:
@@ -296,10 +409,11 @@ def hardware_description():
     except (OSError, subprocess.SubprocessError):
         commit = ""
     return {
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "cpu_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
         else os.cpu_count(),
         "gpus": [device.name for device in tf.config.list_physical_devices("GPU")],
+        "onednn": onednn_enabled(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "tensorflow": tf.__version__,
@@ -310,11 +424,67 @@ def hardware_description():
 
 
 def render_report(results):
-    """The markdown report: one table of headline numbers and one per attack."""
+    """The markdown report of a single-seed run: one table of headline numbers and one per
+    attack (several seeds: :func:`keras_equivariant.study.render_report`)."""
+    lines = setup_lines(results) + [
+        "## Summary",
+        "",
+        "| model | parameters | train time (s) | clean acc. (%) | FGSM acc. @ largest eps (%) "
+        "| PGD acc. @ largest eps (%) | CLEVER median | claims C4 invariance "
+        "| C4 equivariance error | worst rot./transl. acc. (%) | 90° consistency (%) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    preset = results["preset"]
+    for label, run in results["models"].items():
+        entry = next(iter(run["seeds"].values()), {})
+        training = entry.get("training", {})
+        attacks = entry.get("attacks", {})
+        clever = entry.get("clever")
+        equivariance = entry.get("equivariance")
+        lines.append(
+            f"| {label} | {training.get('num_parameters', 0):,} | "
+            f"{training.get('train_seconds', float('nan')):.0f} | "
+            f"{_percent(training.get('test_accuracy'))} | "
+            f"{_percent(_last(attacks.get('fgsm')))} | {_percent(_last(attacks.get('pgd')))} | "
+            f"{'n/a' if not clever else format(clever['median'], '.4g')} | "
+            f"{'yes' if claims_c4_invariance(run['model'], run['variant']) else 'no'} | "
+            f"{'n/a' if not equivariance else _format_error(equivariance['max_relative_error'])} "
+            f"| {_percent((entry.get('spatial') or {}).get('worst_case_accuracy'))} "
+            f"| {_percent((entry.get('spatial') or {}).get('consistency_90'))} |")
+    entries = {label: next(iter(run["seeds"].values()), {})
+               for label, run in results["models"].items()}
+    for key in dict.fromkeys(key for entry in entries.values() for key in entry.get("attacks", {})):
+        eps_values = sorted({eps for entry in entries.values()
+                             for eps in entry.get("attacks", {}).get(key, {})}, key=float)
+        protocol = "paper" if key.startswith("paper_") else preset["protocol"]
+        scale = 255 if protocol == "default" else 1
+        unit = _protocol_unit(protocol)
+        lines += ["", f"## {key.removeprefix('paper_').upper()} accuracy (%) per eps ({protocol} "
+                  f"protocol, {unit})", "",
+                  "| model | " + " | ".join(f"{float(eps) * scale:.3g}" for eps in eps_values)
+                  + " |",
+                  "|---|" + "---|" * len(eps_values)]
+        for label, entry in entries.items():
+            curve = entry.get("attacks", {}).get(key, {})
+            lines.append(f"| {label} | "
+                         + " | ".join(_percent(curve.get(eps)) for eps in eps_values) + " |")
+    lines += ["", "Plots: `robust_accuracy_<attack>.png`, `rotation_accuracy.png`. Raw numbers: "
+              "`results.json`.", ""]
+    return "\n".join(lines)
+
+
+def _protocol_unit(protocol):
+    return ("pixel units x 255" if protocol == "default"
+            else "normalized units (pixel eps = eps/2)")
+
+
+def setup_lines(results):
+    """The report's title, the preset's description and what ran (data, training recipe,
+    attacks, CLEVER, equivariance, spatial, hardware, wall time), as markdown lines."""
     preset = results["preset"]
     hardware = results["hardware"]
-    protocol_unit = "pixel units x 255" if preset["protocol"] == "default" else \
-        "normalized units (pixel eps = eps/2)"
+    protocol_unit = _protocol_unit(preset["protocol"])
+    seeds = results.get("seeds", [0])
     lines = [
         f"# keras-equivariant reproduce: `{preset['name']}` preset",
         "",
@@ -324,11 +494,15 @@ def render_report(results):
         f"test on {results['dataset']['test']}.",
         f"- Models: depth {preset['depth']}, variant `{preset['variant']}`; {preset['epochs']} "
         f"epochs, batch {preset['batch_size']}, Adam 1e-3, LR schedule `{preset['lr_schedule']}`, "
-        "no augmentation.",
-        f"- Attacks: `{preset['protocol']}` protocol, L-inf, eps in {protocol_unit}; PGD steps: "
+        f"{'random crops and flips' if preset.get('augment') else 'no augmentation'}; "
+        f"seed{'s' if len(seeds) > 1 else ''} {', '.join(str(seed) for seed in seeds)}.",
+        f"- Attacks: {', '.join(attack.upper() for attack in preset.get('attacks', ()))} under "
+        f"the `{preset['protocol']}` protocol, L-inf, eps in {protocol_unit}; PGD steps: "
         f"{preset['pgd_steps'] or 'protocol default'}.",
+        *_extra_attack_lines(preset),
         f"- CLEVER: L{preset['clever_norm']}, radius = the library default, "
         f"{_clever_budget(preset)}, {preset['clever_images']} class-balanced test images "
+        f"{_clever_seeds_text(preset, seeds)}"
         "(an estimate of the minimal adversarial distortion, not a certificate).",
         f"- Equivariance: max relative error of the logits under 90/180/270-degree rotations of "
         f"{preset['equivariance_images']} test images (0 = rotation-invariant predictions; "
@@ -340,51 +514,42 @@ def render_report(results):
         "test images whose prediction is unchanged by 90/180/270-degree rotations (the minimum "
         "over the three; 100 % for a C4-invariant model). Curves: `rotation_accuracy.png`.",
         f"- Hardware: {hardware['cpu']}, {hardware['cpu_cores']} cores, GPUs: "
-        f"{', '.join(hardware['gpus']) or 'none'}; TensorFlow {hardware['tensorflow']}, "
+        f"{', '.join(hardware['gpus']) or 'none'}; oneDNN "
+        f"{ {True: 'on', False: 'off'}.get(hardware.get('onednn'), 'state unknown')}; "
+        f"TensorFlow {hardware['tensorflow']}, "
         f"Keras {hardware['keras']}, keras-equivariant {hardware.get('keras_equivariant')} "
         f"(commit {hardware.get('git_commit') or 'unknown'}).",
         f"- Total wall time: {results.get('wall_seconds', 0) / 60:.1f} min"
         f"{_load_text(results.get('load_average'))}.",
         "",
-        "## Summary",
-        "",
-        "| model | parameters | train time (s) | clean acc. (%) | FGSM acc. @ largest eps (%) "
-        "| PGD acc. @ largest eps (%) | CLEVER median | claims C4 invariance "
-        "| C4 equivariance error | worst rot./transl. acc. (%) | 90° consistency (%) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for model_name, entry in results["models"].items():
-        training = entry.get("training", {})
-        attacks = entry.get("attacks", {})
-        clever = entry.get("clever")
-        equivariance = entry.get("equivariance")
-        lines.append(
-            f"| {model_name} | {training.get('num_parameters', 0):,} | "
-            f"{training.get('train_seconds', float('nan')):.0f} | "
-            f"{_percent(training.get('test_accuracy'))} | "
-            f"{_percent(_last(attacks.get('fgsm')))} | {_percent(_last(attacks.get('pgd')))} | "
-            f"{'n/a' if not clever else format(clever['median'], '.4g')} | "
-            f"{'yes' if claims_c4_invariance(model_name, preset['variant']) else 'no'} | "
-            f"{'n/a' if not equivariance else _format_error(equivariance['max_relative_error'])} "
-            f"| {_percent((entry.get('spatial') or {}).get('worst_case_accuracy'))} "
-            f"| {_percent((entry.get('spatial') or {}).get('consistency_90'))} |")
-    for attack in ("fgsm", "pgd"):
-        eps_values = sorted({eps for entry in results["models"].values()
-                             for eps in entry.get("attacks", {}).get(attack, {})}, key=float)
-        if not eps_values:
-            continue
-        scale = 255 if preset["protocol"] == "default" else 1
-        lines += ["", f"## {attack.upper()} accuracy (%) per eps ({protocol_unit})", "",
-                  "| model | " + " | ".join(f"{float(eps) * scale:.3g}" for eps in eps_values)
-                  + " |",
-                  "|---|" + "---|" * len(eps_values)]
-        for model_name, entry in results["models"].items():
-            curve = entry.get("attacks", {}).get(attack, {})
-            lines.append(f"| {model_name} | "
-                         + " | ".join(_percent(curve.get(eps)) for eps in eps_values) + " |")
-    lines += ["", "Plots: `robust_accuracy_fgsm.png`, `robust_accuracy_pgd.png`. Raw numbers: "
-              "`results.json`.", ""]
-    return "\n".join(lines)
+    return lines
+
+
+def _extra_attack_lines(preset):
+    lines = []
+    if preset.get("autoattack_eps"):
+        lines.append("- AutoAttack: the standard L-inf version (APGD-CE, APGD-T, FAB-T, Square "
+                     "5000 queries; Croce & Hein, ICML 2020), default protocol, at pixel eps "
+                     + ", ".join(f"{eps * 255:.3g}/255" for eps in preset["autoattack_eps"]) + ".")
+    if preset.get("paper_protocol_eps"):
+        lines.append("- The paper's protocol on the same models: FGSM and PGD-40 with the fixed "
+                     "step 0.01 (normalized units), no random start, last iterate, at "
+                     "normalized eps " + ", ".join(f"{eps:.4g}" for eps in
+                                                   preset["paper_protocol_eps"])
+                     + " (pixel eps " + ", ".join(f"{eps * 255 / 2:.3g}/255" for eps in
+                                                  preset["paper_protocol_eps"]) + ").")
+    if preset.get("sanity_images"):
+        lines.append(f"- Gradient-masking sanity checks (`metrics.sanity_checks`) at 8/255 on "
+                     f"{preset['sanity_images']} test images.")
+    return lines
+
+
+def _clever_seeds_text(preset, seeds):
+    count = preset.get("clever_seeds")
+    if count is None or count >= len(seeds):
+        return ""
+    return f"of the first {count} seed{'s' if count > 1 else ''} only "
 
 
 def _clever_budget(preset):
@@ -421,8 +586,9 @@ def _load_text(load_average):
     return (f"; 1-minute load average {load_average['start']:.1f} at the start, "
             f"{load_average.get('end', load_average['start']):.1f} at the end, "
             f"{load_average.get('max', load_average['start']):.1f} at most (sampled after every "
-            f"stage) on {load_average['cpu_cores']} cores: above the core count, other jobs "
-            "shared the CPU and stretched the times")
+            f"stage) on {load_average['cpu_cores']} cores"
+            + (": above the core count, other jobs shared the CPU and stretched the times"
+               if load_average.get("max", 0) > load_average["cpu_cores"] + 0.5 else ""))
 
 
 def _last(curve):

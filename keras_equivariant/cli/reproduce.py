@@ -33,7 +33,10 @@ def add_parser(subparsers):
     parser.add_argument("--clever-num-batches", type=_common.positive_int, default=None)
     parser.add_argument("--clever-num-samples-per-batch", type=_common.positive_int,
                         default=None)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="first seed (a preset with N seeds runs seed .. seed + N - 1)")
+    parser.add_argument("--num-seeds", type=_common.positive_int, default=None,
+                        help="override the preset's number of seeds (the study: 3)")
     parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
                         help="Keras fit verbosity (1: progress bars)")
     parser.set_defaults(run=run)
@@ -49,17 +52,19 @@ def run(args):
         "max_test_examples": args.max_test_examples, "clever_images": args.clever_images,
         "clever_num_batches": args.clever_num_batches,
         "clever_num_samples_per_batch": args.clever_num_samples_per_batch,
+        "seeds": None if args.num_seeds is None else tuple(range(args.num_seeds)),
     }
     overrides = {key: value for key, value in overrides.items() if value is not None}
     if overrides:  # the report quotes the preset's description: say that it was changed
-        options = ", ".join(f"--{key.replace('_', '-')}" for key in overrides)
+        options = ", ".join("--num-seeds" if key == "seeds" else f"--{key.replace('_', '-')}"
+                            for key in overrides)
         overrides["description"] = (f"{preset.description} Overridden on the command line: "
                                     f"{options}; the settings listed below are the ones that ran.")
     preset = dataclasses.replace(preset, **overrides)
     from keras_equivariant import data
 
-    # The quick preset's embedded default: the real CIFAR-10 subset shipped in the repository.
-    data_dir = args.data_dir if args.data_dir or preset.name != "quick" else data.sample_data_dir(
-        args.dataset)
+    # The CPU presets' embedded default: the real CIFAR-10 subset shipped in the repository.
+    data_dir = (args.data_dir if args.data_dir or not preset.uses_shipped_data
+                else data.sample_data_dir(args.dataset))
     return pipeline.reproduce(preset, args.output_dir, dataset=args.dataset,
                               data_dir=data_dir, seed=args.seed, verbose=args.verbose)

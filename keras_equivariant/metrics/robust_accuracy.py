@@ -100,6 +100,10 @@ class RobustAccuracyReport(ReportFiles):
         max_batches: evaluated batches limit (``None``: the whole dataset).
         num_clean_correct: number of examples classified correctly without attack.
         shard: ``[index, count]`` for one shard of a split sweep, ``None`` for a whole one.
+        robust_examples: per budget, which examples are robust, in dataset order: a string of
+            ``"0"``/``"1"`` (see :meth:`robust_examples_at`), what paired comparisons of models on the
+            same images need (``keras_equivariant.metrics.statistics``). Empty for a report
+            merged from shards and for files written before 0.2.
     """
 
     COLUMNS = CSV_COLUMNS
@@ -119,6 +123,26 @@ class RobustAccuracyReport(ReportFiles):
     max_batches: int | None = None
     num_clean_correct: int | None = None
     shard: list | None = None
+    robust_examples: list = dataclasses.field(default_factory=list)
+
+    def robust_examples_at(self, eps: float) -> np.ndarray:
+        """Per-example robustness (bool array, dataset order) at budget ``eps`` (``eps_unit``).
+
+        Raises:
+            ValueError: ``eps`` was not evaluated, or the report keeps no per-example flags.
+        """
+        position = self._position(eps)
+        if len(self.robust_examples) != len(self.eps):
+            raise ValueError(
+                f"The report of {self.model_name!r} keeps no per-example flags (it was merged "
+                "from shards or written by an older version); rerun the sweep unsharded.")
+        return np.frombuffer(self.robust_examples[position].encode("ascii"), np.uint8) == ord("1")
+
+    def _position(self, eps: float) -> int:
+        for position, value in enumerate(self.eps):
+            if math.isclose(value, eps, rel_tol=1e-9, abs_tol=1e-12):
+                return position
+        raise ValueError(f"eps={eps} was not evaluated; evaluated budgets: {self.eps}.")
 
     def rows(self) -> list[dict]:
         """One dict per budget with the :data:`CSV_COLUMNS` keys."""
@@ -134,10 +158,7 @@ class RobustAccuracyReport(ReportFiles):
 
     def accuracy_at(self, eps: float) -> float:
         """Robust accuracy at budget ``eps`` (in ``eps_unit``)."""
-        for value, accuracy in zip(self.eps, self.accuracy):
-            if math.isclose(value, eps, rel_tol=1e-9, abs_tol=1e-12):
-                return accuracy
-        raise ValueError(f"eps={eps} was not evaluated; evaluated budgets: {self.eps}.")
+        return self.accuracy[self._position(eps)]
 
     def __str__(self) -> str:
         settings = ", ".join(f"{key}={value}" for key, value in self.attack.items())
@@ -323,6 +344,11 @@ def robust_accuracy(model, dataset, attack="pgd", eps=None, protocol="default", 
             report.num_examples = previous.num_examples
             report.num_clean_correct = previous.num_clean_correct
             finished = {"rows": previous.rows()}
+            if len(previous.robust_examples) == len(previous.eps):
+                for row, flags in zip(finished["rows"], previous.robust_examples):
+                    row["flags"] = flags
+            else:  # a file without per-example flags: its budgets are recomputed
+                finished = {}
             # reused budgets are only valid for the same data: check with a clean pass before
             # reusing anything, even when every budget is already finished
             _check_same_data(report, *_clean_counts(model, dataset, max_batches, shard))
@@ -339,15 +365,17 @@ def robust_accuracy(model, dataset, attack="pgd", eps=None, protocol="default", 
                         None)
         if previous is not None:
             num_robust = int(previous["num_robust"])
+            flags = previous["flags"]
         else:
             if verbose:
                 print(f"{spec.attack} eps={value:g} [{protocol.eps_unit}] "
                       f"(pixel eps={value_pixel:.5g})")
-            num_robust, num_correct, num_examples = _sweep_one(
+            flags, num_correct = _sweep_one(
                 model, dataset, spec, value_pixel, seed, max_batches, num_batches, verbose,
                 shard)
-            _check_same_data(report, num_correct, num_examples)
-        _append(report, spec, value, value_pixel, num_robust)
+            num_robust = int(flags.sum())
+            _check_same_data(report, num_correct, flags.size)
+        _append(report, spec, value, value_pixel, num_robust, flags)
         if json_path is not None and previous is None:
             _write(report, json_path, csv_path, identity)
     if json_path is not None:
@@ -396,8 +424,9 @@ def merge_reports(reports) -> RobustAccuracyReport:
     num_examples = sum(report.num_examples for report in reports)
     num_clean_correct = sum(report.num_clean_correct for report in reports)
     num_robust = [sum(values) for values in zip(*(report.num_robust for report in reports))]
+    # the shards interleave batches whose sizes the reports do not keep: no per-example flags
     return dataclasses.replace(
-        first, shard=None, num_examples=num_examples, num_clean_correct=num_clean_correct,
+        first, shard=None, robust_examples=[], num_examples=num_examples, num_clean_correct=num_clean_correct,
         clean_accuracy=num_clean_correct / num_examples, num_robust=num_robust,
         accuracy=[robust / num_examples for robust in num_robust])
 
@@ -406,11 +435,13 @@ def _sweep_one(model, dataset, spec, eps_pixel, seed, max_batches, num_batches, 
                shard=None):
     progress = keras.utils.Progbar(num_batches, verbose=verbose, unit_name="batch",
                                    stateful_metrics=["clean_accuracy", "robust_accuracy"])
+    flags = []
     num_robust = num_correct = num_examples = 0
     for position, (index, images, labels, clean_correct) in enumerate(
             iterate_batches(model, dataset, max_batches, shard)):
         robust = robust_flags(model, spec, images, labels, clean_correct, eps_pixel,
                               batch_seed(seed, index))
+        flags.append(robust)
         num_robust += int(robust.sum())
         num_correct += int(clean_correct.sum())
         num_examples += int(clean_correct.size)
@@ -418,7 +449,7 @@ def _sweep_one(model, dataset, spec, eps_pixel, seed, max_batches, num_batches, 
                                        ("robust_accuracy", num_robust / num_examples)])
     if num_examples == 0:
         raise ValueError("`dataset` yielded no examples.")
-    return num_robust, num_correct, num_examples
+    return np.concatenate(flags), num_correct
 
 
 def _clean_counts(model, dataset, max_batches, shard=None):
@@ -448,9 +479,13 @@ def _check_same_data(report, num_correct, num_examples):
         )
 
 
-def _append(report, spec, value, value_pixel, num_robust):
+def _append(report, spec, value, value_pixel, num_robust, flags):
     report.eps.append(float(value))
     report.eps_pixel.append(float(value_pixel))
     report.step_size_pixel.append(float(spec.step_size_for(value_pixel)))
     report.num_robust.append(int(num_robust))
     report.accuracy.append(num_robust / report.num_examples)
+    if isinstance(flags, str):
+        report.robust_examples.append(flags)
+    else:
+        report.robust_examples.append("".join("1" if flag else "0" for flag in flags))

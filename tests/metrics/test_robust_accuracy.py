@@ -34,6 +34,24 @@ def test_robust_only_if_clean_correct_and_adversarial_correct(toy_model, toy_dat
     assert report.clean_accuracy == np.mean(predictions(toy_model, images) == labels) < 1.0
 
 
+def test_per_example_flags_in_dataset_order(toy_model, toy_data, tmp_path):
+    images, labels = toy_data
+    report = robust_accuracy(toy_model, _dataset(images, labels), eps=[0.0, 0.05], seed=3,
+                             verbose=0, output_dir=tmp_path, model_name="toy")
+    clean = report.robust_examples_at(0.0)
+    np.testing.assert_array_equal(clean, predictions(toy_model, images) == labels)
+    robust = report.robust_examples_at(0.05)
+    assert robust.dtype == bool and robust.shape == (len(images),)
+    assert int(robust.sum()) == report.num_robust[1] and not np.any(robust & ~clean)
+    reloaded = RobustAccuracyReport.from_json(tmp_path / "toy_default_pgd_Linf.json")
+    np.testing.assert_array_equal(reloaded.robust_examples_at(0.05), robust)
+    with pytest.raises(ValueError, match="was not evaluated"):
+        report.robust_examples_at(0.3)
+    merged = RobustAccuracyReport.from_dict({**report.to_dict(), "robust_examples": []})
+    with pytest.raises(ValueError, match="keeps no per-example flags"):
+        merged.robust_examples_at(0.05)
+
+
 def test_eps_zero_equals_clean_and_accuracy_falls_with_eps(toy_model, toy_data):
     images, labels = toy_data
     report = robust_accuracy(toy_model, (images, labels), eps=[0.0, 0.02, 0.05, 0.1, 0.3],
