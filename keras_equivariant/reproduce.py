@@ -233,7 +233,7 @@ def reproduce(preset="quick", output_dir=None, dataset="cifar10", data_dir=None,
             for key, report in run_reports.items():
                 reports.setdefault(key, []).append(report)
             rotation_curves.append(curve)
-            print(f"{header}: done; {_eta_text(results, done + 1, total, start)}")
+            print(f"{header}: done; {_eta_text(done + 1, total, start)}")
 
     _write_figures(preset, reports, rotation_curves, output_dir)
     if len(seeds) > 1:
@@ -347,7 +347,7 @@ def _write_figures(preset, reports, rotation_curves, output_dir):
         title=f"Accuracy vs rotation angle, {preset.name} preset")
 
 
-def _eta_text(results, done, total, start):
+def _eta_text(done, total, start):
     """``"elapsed ..., about ... left"`` from the mean time per finished run this session."""
     elapsed = time.perf_counter() - start
     left = elapsed / done * (total - done) if done else float("nan")
@@ -363,8 +363,8 @@ def _spatial_stage(model, model_name, run_dir, preset, dataset, data_dir):
                              shuffle=False, max_examples=preset.max_test_examples)
     folder = run_dir / "evaluation" / "spatial"
     curve = metrics.transformation_accuracy(
-        model, test, rotations=range(0, 360, preset.rotation_curve_step), output_dir=folder, model_name=model_name,
-        verbose=0)
+        model, test, rotations=range(0, 360, preset.rotation_curve_step), output_dir=folder,
+        model_name=model_name, verbose=0)
     worst = metrics.spatial_robust_accuracy(
         model, test, mode=preset.spatial_mode, num_samples=preset.spatial_samples,
         output_dir=folder, model_name=model_name, verbose=0)
@@ -435,8 +435,10 @@ def render_report(results):
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     preset = results["preset"]
+    entries = {label: next(iter(run["seeds"].values()), {})
+               for label, run in results["models"].items()}
     for label, run in results["models"].items():
-        entry = next(iter(run["seeds"].values()), {})
+        entry = entries[label]
         training = entry.get("training", {})
         attacks = entry.get("attacks", {})
         clever = entry.get("clever")
@@ -451,8 +453,6 @@ def render_report(results):
             f"{'n/a' if not equivariance else _format_error(equivariance['max_relative_error'])} "
             f"| {_percent((entry.get('spatial') or {}).get('worst_case_accuracy'))} "
             f"| {_percent((entry.get('spatial') or {}).get('consistency_90'))} |")
-    entries = {label: next(iter(run["seeds"].values()), {})
-               for label, run in results["models"].items()}
     for key in dict.fromkeys(key for entry in entries.values() for key in entry.get("attacks", {})):
         eps_values = sorted({eps for entry in entries.values()
                              for eps in entry.get("attacks", {}).get(key, {})}, key=float)

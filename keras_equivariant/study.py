@@ -270,7 +270,8 @@ def render_report(results):
     lines += [
         "",
         "CI: Student-t interval of the mean over seeds (training randomness; with 3 seeds it is "
-        "wide), clipped to [0, 100] %. CLEVER is the mean over the seeds it ran on (see the setup).",
+        "wide), clipped to [0, 100] %. CLEVER is the mean over the seeds it ran on (see the "
+        "setup).",
         "",
         f"## Difference to {summary['reference']} (points), paired over seeds and test images",
         "",

@@ -101,8 +101,8 @@ class RobustAccuracyReport(ReportFiles):
         num_clean_correct: number of examples classified correctly without attack.
         shard: ``[index, count]`` for one shard of a split sweep, ``None`` for a whole one.
         robust_examples: per budget, which examples are robust, in dataset order: a string of
-            ``"0"``/``"1"`` (see :meth:`robust_examples_at`), what paired comparisons of models on the
-            same images need (``keras_equivariant.metrics.statistics``). Empty for a report
+            ``"0"``/``"1"`` (see :meth:`robust_examples_at`), what paired comparisons of models
+            on the same images need (``keras_equivariant.metrics.statistics``). Empty for a report
             merged from shards and for files written before 0.2.
     """
 
@@ -426,7 +426,8 @@ def merge_reports(reports) -> RobustAccuracyReport:
     num_robust = [sum(values) for values in zip(*(report.num_robust for report in reports))]
     # the shards interleave batches whose sizes the reports do not keep: no per-example flags
     return dataclasses.replace(
-        first, shard=None, robust_examples=[], num_examples=num_examples, num_clean_correct=num_clean_correct,
+        first, shard=None, robust_examples=[], num_examples=num_examples,
+        num_clean_correct=num_clean_correct,
         clean_accuracy=num_clean_correct / num_examples, num_robust=num_robust,
         accuracy=[robust / num_examples for robust in num_robust])
 
