@@ -102,8 +102,10 @@ class RobustAccuracyReport(ReportFiles):
         shard: ``[index, count]`` for one shard of a split sweep, ``None`` for a whole one.
         robust_examples: per budget, which examples are robust, in dataset order: a string of
             ``"0"``/``"1"`` (see :meth:`robust_examples_at`), what paired comparisons of models
-            on the same images need (``keras_equivariant.metrics.statistics``). Empty for a report
-            merged from shards and for files written before 0.2.
+            on the same images need (``keras_equivariant.metrics.statistics``). Empty for files
+            written before 0.2 (and for a merge of such shards).
+        batch_sizes: sizes of the evaluated batches in order (what :func:`merge_reports` needs
+            to put the shards' per-example flags back in dataset order).
     """
 
     COLUMNS = CSV_COLUMNS
@@ -124,6 +126,7 @@ class RobustAccuracyReport(ReportFiles):
     num_clean_correct: int | None = None
     shard: list | None = None
     robust_examples: list = dataclasses.field(default_factory=list)
+    batch_sizes: list = dataclasses.field(default_factory=list)
 
     def robust_examples_at(self, eps: float) -> np.ndarray:
         """Per-example robustness (bool array, dataset order) at budget ``eps`` (``eps_unit``).
@@ -135,7 +138,7 @@ class RobustAccuracyReport(ReportFiles):
         if len(self.robust_examples) != len(self.eps):
             raise ValueError(
                 f"The report of {self.model_name!r} keeps no per-example flags (it was merged "
-                "from shards or written by an older version); rerun the sweep unsharded.")
+                "from shards written by an older version); rerun the sweep.")
         return np.frombuffer(self.robust_examples[position].encode("ascii"), np.uint8) == ord("1")
 
     def _position(self, eps: float) -> int:
@@ -343,6 +346,7 @@ def robust_accuracy(model, dataset, attack="pgd", eps=None, protocol="default", 
             report.clean_accuracy = previous.clean_accuracy
             report.num_examples = previous.num_examples
             report.num_clean_correct = previous.num_clean_correct
+            report.batch_sizes = list(previous.batch_sizes)
             finished = {"rows": previous.rows()}
             if len(previous.robust_examples) == len(previous.eps):
                 for row, flags in zip(finished["rows"], previous.robust_examples):
@@ -370,11 +374,12 @@ def robust_accuracy(model, dataset, attack="pgd", eps=None, protocol="default", 
             if verbose:
                 print(f"{spec.attack} eps={value:g} [{protocol.eps_unit}] "
                       f"(pixel eps={value_pixel:.5g})")
-            flags, num_correct = _sweep_one(
+            flags, num_correct, batch_sizes = _sweep_one(
                 model, dataset, spec, value_pixel, seed, max_batches, num_batches, verbose,
                 shard)
             num_robust = int(flags.sum())
             _check_same_data(report, num_correct, flags.size)
+            report.batch_sizes = report.batch_sizes or batch_sizes
         _append(report, spec, value, value_pixel, num_robust, flags)
         if json_path is not None and previous is None:
             _write(report, json_path, csv_path, identity)
@@ -424,25 +429,49 @@ def merge_reports(reports) -> RobustAccuracyReport:
     num_examples = sum(report.num_examples for report in reports)
     num_clean_correct = sum(report.num_clean_correct for report in reports)
     num_robust = [sum(values) for values in zip(*(report.num_robust for report in reports))]
-    # the shards interleave batches whose sizes the reports do not keep: no per-example flags
+    robust_examples, batch_sizes = _interleave_shards(sorted(reports, key=lambda r: r.shard[0]))
     return dataclasses.replace(
-        first, shard=None, robust_examples=[], num_examples=num_examples,
+        first, shard=None, robust_examples=robust_examples, batch_sizes=batch_sizes,
+        num_examples=num_examples,
         num_clean_correct=num_clean_correct,
         clean_accuracy=num_clean_correct / num_examples, num_robust=num_robust,
         accuracy=[robust / num_examples for robust in num_robust])
+
+
+def _interleave_shards(reports):
+    """``(robust_examples, batch_sizes)`` of the whole sweep from its shards (in shard order):
+    shard ``k`` of ``N`` holds batches ``k, k + N, ...``, so its flags are cut at its batch
+    sizes and dealt back in dataset order. Empty lists when a shard keeps no flags (older
+    files)."""
+    count = len(reports)
+    if any(not report.batch_sizes or len(report.robust_examples) != len(report.eps)
+           for report in reports):
+        return [], []
+    pieces = []  # per shard: per budget, the flags of each of its batches
+    for report in reports:
+        ends = np.cumsum(report.batch_sizes)
+        pieces.append([[flags[end - size:end] for end, size in zip(ends, report.batch_sizes)]
+                       for flags in report.robust_examples])
+    num_batches = sum(len(report.batch_sizes) for report in reports)
+    order = [(index % count, index // count) for index in range(num_batches)]
+    batch_sizes = [reports[shard].batch_sizes[position] for shard, position in order]
+    robust_examples = ["".join(pieces[shard][budget][position] for shard, position in order)
+                       for budget in range(len(reports[0].eps))]
+    return robust_examples, batch_sizes
 
 
 def _sweep_one(model, dataset, spec, eps_pixel, seed, max_batches, num_batches, verbose,
                shard=None):
     progress = keras.utils.Progbar(num_batches, verbose=verbose, unit_name="batch",
                                    stateful_metrics=["clean_accuracy", "robust_accuracy"])
-    flags = []
+    flags, batch_sizes = [], []
     num_robust = num_correct = num_examples = 0
     for position, (index, images, labels, clean_correct) in enumerate(
             iterate_batches(model, dataset, max_batches, shard)):
         robust = robust_flags(model, spec, images, labels, clean_correct, eps_pixel,
                               batch_seed(seed, index))
         flags.append(robust)
+        batch_sizes.append(int(robust.size))
         num_robust += int(robust.sum())
         num_correct += int(clean_correct.sum())
         num_examples += int(clean_correct.size)
@@ -450,7 +479,7 @@ def _sweep_one(model, dataset, spec, eps_pixel, seed, max_batches, num_batches, 
                                        ("robust_accuracy", num_robust / num_examples)])
     if num_examples == 0:
         raise ValueError("`dataset` yielded no examples.")
-    return np.concatenate(flags), num_correct
+    return np.concatenate(flags), num_correct, batch_sizes
 
 
 def _clean_counts(model, dataset, max_batches, shard=None):
