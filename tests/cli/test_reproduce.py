@@ -105,7 +105,8 @@ def test_a_killed_multi_seed_study_resumes_and_reports_statistics(tiny_data_dir,
         reproduce.PRESETS["study"], models=("BaselineCNN",), paper_variants=("BaselineCNN",),
         seeds=(0, 1), epochs=1, max_train_examples=32, max_test_examples=12,
         eps=(0.0, 2 / 255), autoattack_eps=(), paper_protocol_eps=(4 / 255,),
-        clever_images=0, sanity_images=0, rotation_curve_step=90)
+        clever_images=1, clever_num_batches=2, clever_num_samples_per_batch=4,
+        diagnostic_seeds=1, evaluation_batch_size=12, sanity_images=0, rotation_curve_step=90)
     calls = []
     original = evaluation.equivariance_errors
 
@@ -135,6 +136,9 @@ def test_a_killed_multi_seed_study_resumes_and_reports_statistics(tiny_data_dir,
         for entry in results["models"][label]["seeds"].values():
             assert set(entry["robust_examples"]) == {"pgd", "paper_fgsm", "paper_pgd"}
             assert len(entry["robust_examples"]["pgd"]["0"]) == 12
+        # the diagnostics (CLEVER here) run on the first seed only
+        assert "clever" in results["models"][label]["seeds"]["0"]
+        assert "clever" not in results["models"][label]["seeds"]["1"]
     statistics = results["statistics"]
     assert statistics["estimates"]["BaselineCNN"]["clean"]["num_seeds"] == 2
     difference = statistics["differences"]["BaselineCNN (paper)"]["clean"]
