@@ -294,14 +294,18 @@ def _run_stages(preset, label, model_name, variant, seed, seed_position, entry, 
     for attack in ("fgsm", "pgd") if preset.paper_protocol_eps else ():
         sweeps.append((f"paper_{attack}", attack, "paper", list(preset.paper_protocol_eps), None))
     sweep_reports = {}
+    strategy = training.select_strategy("auto")
     for key, attack, protocol, eps, steps in sweeps:
-        print(f"{header}: {attack.upper()} ({protocol} protocol) at eps "
+        units = " normalized" if protocol == "paper" else ""  # the paper's [-1, 1] units
+        print(f"{header}: {attack.upper()} ({protocol} protocol) at{units} eps "
               f"{', '.join(f'{value * 255:.3g}/255' for value in eps)}")
-        sweep_reports[key] = timed(key, lambda: evaluation.attack_sweeps(
-            model, evaluation_dir, attacks=(attack,), eps=eps, protocol=protocol, steps=steps,
-            dataset=dataset, data_dir=data_dir, max_examples=preset.max_test_examples,
-            batch_size=preset.evaluation_batch_size or preset.batch_size, model_name=label,
-            verbose=verbose)[attack])
+        with strategy.scope():  # each batch split over the replicas, as training is
+            sweep_reports[key] = timed(key, lambda: evaluation.attack_sweeps(
+                model, evaluation_dir, attacks=(attack,), eps=eps, protocol=protocol,
+                steps=steps, dataset=dataset, data_dir=data_dir,
+                max_examples=preset.max_test_examples,
+                batch_size=preset.evaluation_batch_size or preset.batch_size, model_name=label,
+                verbose=verbose)[attack])
         entry.setdefault("attacks", {})[key] = evaluation.accuracy_by_eps(sweep_reports[key])
         entry.setdefault("robust_examples", {})[key] = {
             f"{float(value):.6g}": flags

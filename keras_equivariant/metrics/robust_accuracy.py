@@ -34,6 +34,7 @@ import tensorflow as tf
 from keras_equivariant.attacks.gradient import compiled_logits, warn_if_probabilities
 from keras_equivariant.attacks.protocols import AttackSpec, default_eps, get_protocol
 from keras_equivariant.utils import resume
+from keras_equivariant.utils.distribution import split_over_replicas
 from keras_equivariant.utils.io import atomic_write_json, atomic_write_text, read_json
 from keras_equivariant.utils.validation import (
     check_eps,
@@ -238,13 +239,20 @@ def iterate_batches(model, dataset, max_batches=None, shard=None):
 
 
 def robust_flags(model, spec: AttackSpec, images, labels, clean_correct, eps_pixel, seed):
-    """Per-example robustness of one batch: clean-correct AND still correct after the attack."""
+    """Per-example robustness of one batch: clean-correct AND still correct after the attack.
+
+    Under an active ``tf.distribute`` strategy with several replicas in this process, the
+    attacked points are split over the replicas (:mod:`keras_equivariant.utils.distribution`);
+    each part is attacked with the batch's seed, so attacks with random starts draw other
+    starts than on one device (deterministic attacks give the same flags)."""
     attacked = np.flatnonzero(clean_correct)
     if attacked.size == 0:
         return clean_correct.copy()
     indices = tf.constant(attacked[:, None], tf.int32)
-    adversarial = spec.run(
-        model, tf.gather_nd(images, indices), tf.gather_nd(labels, indices), eps_pixel, seed)
+    adversarial = split_over_replicas(
+        lambda part_images, part_labels: spec.run(model, part_images, part_labels, eps_pixel,
+                                                  seed),
+        tf.gather_nd(images, indices), tf.gather_nd(labels, indices))
     adversarial = tf.tensor_scatter_nd_update(images, indices, adversarial)
     logits = compiled_logits(model, images.shape[1:])(adversarial)
     return clean_correct & (np.argmax(logits.numpy(), axis=-1) == labels.numpy())
@@ -305,6 +313,10 @@ def robust_accuracy(model, dataset, attack="pgd", eps=None, protocol="default", 
         shard: ``(index, count)`` evaluates only shard ``index`` (from 0) of ``count``: every
             ``count``-th batch, starting at batch ``index``. Combine the shards' reports with
             :func:`merge_reports`. ``None`` evaluates every batch.
+
+    Under an active ``tf.distribute`` strategy (``with strategy.scope(): ...``, e.g.
+    ``keras_equivariant.training.select_strategy()`` over several GPUs) every batch's attack is
+    split over the strategy's replicas in this process (several workers: use ``shard``).
 
     Returns:
         A :class:`RobustAccuracyReport`.

@@ -1,6 +1,10 @@
 """robust_accuracy sweeps: counting, exactness at eps=0, files, resume, the paper protocol, bad input."""
 
 import csv
+import os
+import subprocess
+import sys
+import textwrap
 import json
 
 import keras
@@ -255,3 +259,46 @@ def test_json_is_plain(toy_model, toy_data, tmp_path):
     report = robust_accuracy(toy_model, (images[:16], labels[:16]), eps=[0.0], verbose=0)
     payload = json.loads(report.to_json(tmp_path / "r.json").read_text())
     assert payload["attack"]["attack"] == "pgd" and payload["eps"] == [0.0]
+
+
+def test_sweeps_split_each_batch_over_the_replicas_of_the_active_strategy(tmp_path):
+    """Two logical CPU devices under MirroredStrategy: the attack runs on both devices and the
+    deterministic attacks (FGSM, the paper's PGD without random start) give the same flags as
+    on one device."""
+    script = textwrap.dedent("""
+        import numpy as np, tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        import keras
+        from keras_equivariant import models, training
+        from keras_equivariant.attacks import protocols
+        from keras_equivariant.metrics import robust_accuracy
+        keras.utils.set_random_seed(0)
+        model = models.BaselineCNN(num_classes=10, depth=4)
+        rng = np.random.default_rng(0)
+        images = rng.uniform(size=(24, 32, 32, 3)).astype("float32")
+        labels = np.argmax(model.predict(images, verbose=0), axis=-1)  # all clean-correct
+        devices = set()
+        run = protocols.AttackSpec.run
+        def recording_run(self, model, images, *args, **kwargs):
+            adversarial = run(self, model, images, *args, **kwargs)
+            devices.add(adversarial.device.split(":")[-1])
+            return adversarial
+        protocols.AttackSpec.run = recording_run
+        for attack, protocol, eps in (("fgsm", "default", [0.0, 0.05 / 255, 0.2 / 255]),
+                                      ("pgd", "paper", [0.0, 0.1 / 255, 0.4 / 255])):
+            arguments = dict(attack=attack, protocol=protocol, eps=eps, verbose=0)
+            single = robust_accuracy(model, (images, labels), **arguments)
+            strategy = training.select_strategy("auto")
+            assert strategy.num_replicas_in_sync == 2, strategy
+            with strategy.scope():
+                split = robust_accuracy(model, (images, labels), **arguments)
+            assert split.robust_examples == single.robust_examples, (attack, split, single)
+            assert 0 < sum(single.accuracy[1:]) < len(eps) - 1, single.accuracy  # mixed flags
+        print("DEVICES", sorted(devices))
+    """)
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                               timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "DEVICES ['0', '1']" in completed.stdout
