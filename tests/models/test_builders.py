@@ -93,7 +93,10 @@ def models():
     return {key: BUILDERS[key[0]](depth=key[1], variant=key[2]) for key in NON_ROTATION_PARAMETERS}
 
 
-@pytest.mark.parametrize("key", COMBINATIONS, ids=lambda key: "-".join(map(str, key)))
+# depth 10 trains and exports the same layers as depth 4, only more of them: `pytest -m slow`
+@pytest.mark.parametrize("key", [pytest.param(key, marks=pytest.mark.slow) if key[1] == 10
+                                 else key for key in COMBINATIONS],
+                         ids=lambda key: "-".join(map(str, key)))
 def test_fit_save_load_and_export(models, key, tmp_path):
     model = models[key]
     images, labels = _images(4, seed=1), np.array([0, 3, 5, 9])
