@@ -270,8 +270,9 @@ def render_report(results):
     lines += [
         "",
         "CI: Student-t interval of the mean over seeds (training randomness; with 3 seeds it is "
-        "wide), clipped to [0, 100] %. CLEVER is the mean over the seeds it ran on (see the "
-        "setup).",
+        "wide), clipped to [0, 100] %. A number without an interval ran on one seed only "
+        "(AutoAttack, CLEVER and the sanity checks run on the first seed: see the setup); its "
+        "difference to the baseline below still has an interval, over test images.",
         "",
         f"## Difference to {summary['reference']} (points), paired over seeds and test images",
         "",
