@@ -99,8 +99,8 @@ class Case:
     """One benchmark row: ``ours`` and each of ``peers`` process ``num_images`` images per call.
 
     ``peers`` maps a column of ``PEERS`` to ``(callable, name)``. ``gradient_steps`` (k of
-    PGD-k) adds the input-gradient limit, ``gradients`` mapping "ours" and peer columns to a
-    plain input-gradient pass of the model that side attacks.
+    PGD-k) adds the input-gradient limit, ``gradients`` mapping "ours" (our Keras model, which
+    the TF peer attacks too) and "torch" (the PyTorch twin) to a plain input-gradient pass.
     """
 
     name: str
@@ -166,7 +166,6 @@ def pgd_cases(context: Context) -> list[Case]:
     model, images, labels, peer = (context.model, context.images, context.labels,
                                    context.torch_peer)
     gradients = {"ours": input_gradient_step(model, tf.constant(images), tf.constant(labels))}
-    gradients["tf"] = gradients["ours"]  # ART and the naive loop attack the same Keras model
     if peer is not None:
         gradients["torch"] = peer.twins.input_gradient_step(peer.model, peer.images,
                                                             peer.labels)
@@ -280,7 +279,7 @@ def measure(case: Case, rounds: int) -> dict[str, float]:
     if case.gradient_steps is not None:
         steps.update({f"gradient {side}": function for side, function in case.gradients.items()
                       if side == "ours" or side in case.peers})
-    for function in dict.fromkeys(steps.values()):  # the TF peer shares ours' gradient pass
+    for function in steps.values():
         function()
     seconds = time_interleaved(steps, rounds, 1, progress=False)
     return {side: case.num_images / value for side, value in seconds.items()}
@@ -299,8 +298,9 @@ def print_row(case: Case, rates: dict[str, float]):
         cells += [_cell(rate, 10), _cell(rates["ours"] / rate if rate else None, 7, 2, "x")]
     for side in ("ours",) + PEERS:
         limit = None
-        if case.gradient_steps is not None and f"gradient {side}" in rates and side in rates:
-            limit = rates[side] * case.gradient_steps / rates[f"gradient {side}"]
+        gradient = f"gradient {'ours' if side == 'tf' else side}"  # TF peer: our Keras model
+        if case.gradient_steps is not None and gradient in rates and side in rates:
+            limit = rates[side] * case.gradient_steps / rates[gradient]
         cells.append(_cell(limit, 10, 2))
     print(" ".join(cells), flush=True)
 

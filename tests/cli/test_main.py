@@ -192,3 +192,13 @@ def test_request_onednn_leaves_the_environment_alone_once_tensorflow_is_loaded()
     assert environ == {}
     assert request_onednn({"TF_ENABLE_ONEDNN_OPTS": "0"}) == (
         "TF_ENABLE_ONEDNN_OPTS=0, set by the user")
+
+
+def test_verbose_header_names_the_cpu_and_the_onednn_state(capsys, tmp_path):
+    from keras_equivariant.utils.platform import cpu_model
+
+    assert main(["--verbose", "evaluate", str(tmp_path / "absent.keras")]) == 1
+    header = capsys.readouterr().err.splitlines()[0]
+    assert header.startswith(f"keras-equivariant: {cpu_model()} (")
+    assert "oneDNN on" in header or "oneDNN off" in header
+    assert "TF_ENABLE_ONEDNN_OPTS" in header
