@@ -298,6 +298,8 @@ def render(report):
         f"Keras {report['machine']['keras']}; load average at the start "
         f"{report['load_average'][0]}, at the end {report['load_average'][1]}.",
         "",
+        f"Command: `{report['command']}`",
+        "",
         f"Models: seeded builders trained {args['train_steps']} Adam steps (batch "
         f"{args['batch_size']}) on the shipped CIFAR-10 subset under TF_ENABLE_ONEDNN_OPTS=0; "
         f"both settings load the same weights. Agreement on {args['num_images']} held-out "
@@ -383,6 +385,7 @@ def main(argv=None):
         env={**{k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"},
              "TF_CPP_MIN_LOG_LEVEL": "3"}).stdout.strip()
     report = {
+        "command": " ".join(["python benchmarks/onednn_agreement.py", *worker_argv]),
         "arguments": {key: value for key, value in vars(args).items()
                       if key not in ("worker", "output_dir")},
         "machine": {"cpu": machine["0"]["cpu"], "instruction_set": machine["0"]["instruction_set"],
