@@ -328,9 +328,10 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     images = rng.uniform(0, 1, (args.batch_size,) + input_shape).astype(np.float32)
     labels = rng.integers(0, num_classes, args.batch_size).astype(np.int32)
+    torch_peer = load_torch_peer(args.torch_path, images, labels)  # first: ART probes torch
     context = Context(model, images, labels,
                       load_art_classifier(model, args.art_path, input_shape, num_classes),
-                      load_torch_peer(args.torch_path, images, labels), args)
+                      torch_peer, args)
     selected = None if args.only is None else set(args.only.split(","))
     cases = [case for factory in CASE_FACTORIES for case in factory(context)
              if selected is None or case.name in selected]
