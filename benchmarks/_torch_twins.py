@@ -8,7 +8,7 @@ same output shape and multiply-accumulates (the row is then labelled "plain-conv
 
 Nothing here is a project dependency: the benchmarks import this module only when ``torch``
 is importable (e.g. installed with ``pip install --target DIR torch`` and passed as
-``--peers-path DIR``).
+``--peers-path DIR`` to model_throughput.py, ``--torch-path DIR`` to attack_throughput.py).
 """
 
 from __future__ import annotations
@@ -152,3 +152,20 @@ def input_gradient_step(model, images, labels):
 
     step()
     return step
+
+
+def pgd(model, images, labels, eps, steps, step_size):
+    """The textbook eager L-inf PGD (Madry et al.): uniform random start in the eps-ball, then
+    ``steps`` signed-gradient steps of cross-entropy, each projected onto the ball and [0, 1];
+    returns the last iterate (no best-iterate bookkeeping). NCHW float32 tensors in [0, 1]."""
+    model.eval()
+    adversarial = (images + torch.empty_like(images).uniform_(-eps, eps)).clamp(0, 1)
+    for _ in range(steps):
+        adversarial.requires_grad_(True)
+        (gradient,) = torch.autograd.grad(F.cross_entropy(model(adversarial), labels),
+                                          adversarial)
+        with torch.no_grad():
+            adversarial = adversarial + step_size * gradient.sign()
+            adversarial = torch.minimum(torch.maximum(adversarial, images - eps), images + eps)
+            adversarial = adversarial.clamp(0, 1)
+    return adversarial.detach()

@@ -30,15 +30,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # unless set: docs/performance.md
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from _timing import time_interleaved  # noqa: E402  (sibling module: run as a script)
+from _timing import input_gradient_step, load_torch_twins, time_interleaved  # noqa: E402
 from keras_equivariant import BaselineCNN, ParallelRotScaleGCNN  # noqa: E402
 from keras_equivariant.export import fold  # noqa: E402
 from keras_equivariant.utils.platform import describe  # noqa: E402
@@ -58,20 +58,6 @@ TWIN_OF = {
 }
 
 
-def load_torch_twins(peers_path):
-    """The ``_torch_twins`` module, or None when torch is not importable."""
-    if peers_path:  # after site-packages: never shadows our own dependencies
-        sys.path.extend(peers_path.split(os.pathsep))
-    try:
-        import _torch_twins  # noqa: PLC0415 (optional peer)
-    except ImportError as error:
-        print(f"PyTorch peers skipped: {error}")
-        return None
-    _torch_twins.torch.manual_seed(0)
-    _torch_twins.torch.set_num_threads(os.cpu_count())
-    return _torch_twins
-
-
 def training_step(model, images, labels, jit_compile):
     model.compile(
         optimizer=keras.optimizers.Adam(1e-3, epsilon=1e-8),
@@ -82,24 +68,6 @@ def training_step(model, images, labels, jit_compile):
 
     def step():
         return model.train_on_batch(images, labels)
-
-    return step
-
-
-def input_gradient_step(model, images, labels, jit_compile):
-    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-
-    @tf.function(jit_compile=jit_compile)
-    def gradient(x):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            value = loss(labels, model(x, training=False))
-        return tape.gradient(value, x)
-
-    gradient(images)  # trace and warm up
-
-    def step():
-        return gradient(images).numpy()
 
     return step
 

@@ -165,3 +165,40 @@ def test_a_runtime_failure_exits_1_with_one_line(monkeypatch, capsys, tmp_path):
     assert message.startswith("keras-equivariant export: error: RuntimeError: device out of "
                               "memory")
     assert len(message.strip().splitlines()) == 1 and "tensor dump" not in message
+
+
+@pytest.mark.parametrize("user_value, expected", [
+    (None, "TF_ENABLE_ONEDNN_OPTS=1, set by the command line"),
+    ("0", "TF_ENABLE_ONEDNN_OPTS=0, set by the user"),
+])
+def test_command_line_requests_onednn_unless_the_user_chose(user_value, expected):
+    env = {name: value for name, value in os.environ.items() if name != "TF_ENABLE_ONEDNN_OPTS"}
+    if user_value is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = user_value
+    completed = subprocess.run([sys.executable, "-m", "keras_equivariant", "--version"],
+                               capture_output=True, text=True, timeout=60, env=env)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip().endswith(f"({expected})")
+
+
+def test_request_onednn_leaves_the_environment_alone_once_tensorflow_is_loaded():
+    import tensorflow  # noqa: F401  (the kernels are chosen at this import)
+
+    from keras_equivariant.cli.main import request_onednn
+
+    environ = {}
+    assert request_onednn(environ) == (
+        "TF_ENABLE_ONEDNN_OPTS unset, TensorFlow already imported with its default")
+    assert environ == {}
+    assert request_onednn({"TF_ENABLE_ONEDNN_OPTS": "0"}) == (
+        "TF_ENABLE_ONEDNN_OPTS=0, set by the user")
+
+
+def test_verbose_header_names_the_cpu_and_the_onednn_state(capsys, tmp_path):
+    from keras_equivariant.utils.platform import cpu_model
+
+    assert main(["--verbose", "evaluate", str(tmp_path / "absent.keras")]) == 1
+    header = capsys.readouterr().err.splitlines()[0]
+    assert header.startswith(f"keras-equivariant: {cpu_model()} (")
+    assert "oneDNN on" in header or "oneDNN off" in header
+    assert "TF_ENABLE_ONEDNN_OPTS" in header
