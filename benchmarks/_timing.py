@@ -1,8 +1,12 @@
-"""Timing helpers shared by the benchmark scripts (imported as a sibling module)."""
+"""Interleaved timing shared by the benchmark scripts (imported as a sibling module), and the
+worker protocol that times the same steps on another Keras backend in a subprocess
+(``--backend jax`` of ``layer_cost.py`` and ``model_throughput.py``)."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
 import time
 
@@ -77,3 +81,69 @@ def load_torch_twins(peers_path):
     _torch_twins.torch.manual_seed(0)
     _torch_twins.torch.set_num_threads(intra_op_threads())
     return _torch_twins
+
+
+def serve_rounds(steps, repeats_per_round):
+    """The worker side of :class:`WorkerRounds`: times one round of ``steps`` per stdin line.
+
+    Prints ``{"ready": <backend>}`` once the steps are built, then one JSON line of
+    ``{name: seconds per call}`` per line read from stdin, until stdin closes.
+    """
+    print(json.dumps({"ready": keras.backend.backend()}), flush=True)
+    for _ in sys.stdin:
+        print(json.dumps(time_interleaved(steps, 1, repeats_per_round, progress=False)),
+              flush=True)
+
+
+class WorkerRounds:
+    """A benchmark script rerun as a worker on another Keras backend, one timing round per call.
+
+    Keras runs one backend per process: ``WorkerRounds(script, ["--jax-worker", ...], "jax")``
+    starts ``python script --jax-worker ...`` with ``KERAS_BACKEND=jax``; the worker builds its
+    steps and calls :func:`serve_rounds`. :meth:`round` times one round there; interleaving these
+    rounds with the local ones (:func:`time_rounds`) spreads a shared machine's load alike.
+    """
+
+    def __init__(self, script, arguments, backend):
+        self.backend = backend
+        self.process = subprocess.Popen(
+            [sys.executable, os.path.abspath(script), *arguments],
+            env={**os.environ, "KERAS_BACKEND": backend}, stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, text=True)
+        ready = json.loads(self.process.stdout.readline() or "{}")
+        if ready.get("ready") != backend:
+            raise RuntimeError(f"the {backend} worker did not start (is {backend} installed? "
+                               'pip install -e ".[jax]"); see its error above.')
+
+    def round(self):
+        """``{name: seconds per call}`` of one round in the worker."""
+        self.process.stdin.write("round\n")
+        self.process.stdin.flush()
+        return json.loads(self.process.stdout.readline())
+
+    def close(self):
+        self.process.stdin.close()
+        self.process.wait()
+
+
+def time_rounds(steps, rounds, repeats_per_round, worker=None):
+    """Median seconds per call of the local ``steps`` and, if given, of the ``worker``'s steps.
+
+    Each round times every local step, then asks the worker for one round of its own. Returns
+    ``(local medians, worker medians or None)``; the worker is closed at the end.
+    """
+    local, remote = [], []
+    progress = keras.utils.Progbar(rounds, unit_name="round")
+    for round_index in range(rounds):
+        local.append(time_interleaved(steps, 1, repeats_per_round, progress=False))
+        if worker is not None:
+            remote.append(worker.round())
+        progress.update(round_index + 1)
+    if worker is None:
+        return _medians(local), None
+    worker.close()
+    return _medians(local), _medians(remote)
+
+
+def _medians(rows):
+    return {name: float(np.median([row[name] for row in rows])) for name in rows[0]}

@@ -14,24 +14,21 @@ then all layers on JAX, and the table adds the JAX time and the JAX/TF ratio of 
 Usage::
 
     python benchmarks/layer_cost.py [--batch-size 32] [--rounds 30] [--backend tensorflow|jax]
+        [--match RotationConv2D]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # unless set: docs/performance.md
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from _timing import time_interleaved  # noqa: E402  (sibling module: run as a script)
+from _timing import WorkerRounds, serve_rounds, time_rounds  # noqa: E402  (sibling module)
 from keras_equivariant.layers import RotationConv2D, ScaleConv2D  # noqa: E402
 from keras_equivariant.utils.platform import describe  # noqa: E402
 
@@ -99,34 +96,15 @@ def _measure_jax(layer, input_shape, batch_size):
     return lambda: jax.block_until_ready(step(trainable, inputs))
 
 
-def _build_steps(batch_size):
+def _build_steps(batch_size, match=""):
     steps, parameters = {}, {}
     for name, factory, input_shape in LAYERS:
+        if match not in name and name != REFERENCE:
+            continue
         layer = factory()
         steps[name] = measure(layer, input_shape, batch_size)
         parameters[name] = layer.count_params()
     return steps, parameters
-
-
-def _jax_worker(batch_size, repeats_per_round):
-    """Builds every step on JAX, then times one round per line read from stdin (JSON reply)."""
-    steps, _ = _build_steps(batch_size)
-    print(json.dumps({"ready": keras.backend.backend()}), flush=True)
-    for _ in sys.stdin:
-        print(json.dumps(time_interleaved(steps, 1, repeats_per_round, progress=False)),
-              flush=True)
-
-
-def _start_jax_worker(batch_size, repeats_per_round):
-    command = [sys.executable, os.path.abspath(__file__), "--jax-worker",
-               "--batch-size", str(batch_size), "--repeats", str(repeats_per_round)]
-    worker = subprocess.Popen(command, env={**os.environ, "KERAS_BACKEND": "jax"},
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    ready = json.loads(worker.stdout.readline() or "{}")
-    if ready.get("ready") != "jax":
-        raise RuntimeError("the JAX worker did not start (is jax installed? "
-                           'pip install -e ".[jax]"); see its error above.')
-    return worker
 
 
 def main(argv=None):
@@ -136,43 +114,38 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3, help="calls per layer and round")
     parser.add_argument("--backend", choices=("tensorflow", "jax"), default="tensorflow",
                         help="jax: also time every layer on JAX and print the JAX/TF ratio")
+    parser.add_argument("--match", default="",
+                        help="time only the layers whose name contains this text (and the "
+                        "reference), e.g. RotationConv2D")
     parser.add_argument("--jax-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.jax_worker:
-        return _jax_worker(args.batch_size, args.repeats)
+        return serve_rounds(_build_steps(args.batch_size, args.match)[0], args.repeats)
     if keras.backend.backend() != "tensorflow":
         raise SystemExit("Run layer_cost.py on the TensorFlow backend (KERAS_BACKEND=tensorflow);"
                          " --backend jax starts its own JAX worker.")
 
-    worker = _start_jax_worker(args.batch_size, args.repeats) if args.backend == "jax" else None
-    steps, parameters = _build_steps(args.batch_size)
-    tensorflow_rounds, jax_rounds = [], []
-    progress = keras.utils.Progbar(args.rounds, unit_name="round")
-    for round_index in range(args.rounds):
-        tensorflow_rounds.append(time_interleaved(steps, 1, args.repeats, progress=False))
-        if worker is not None:
-            worker.stdin.write("round\n")
-            worker.stdin.flush()
-            jax_rounds.append(json.loads(worker.stdout.readline()))
-        progress.update(round_index + 1)
-    if worker is not None:
-        worker.stdin.close()
-        worker.wait()
-    medians = {name: float(np.median([row[name] for row in tensorflow_rounds])) for name in steps}
+    worker = None
+    if args.backend == "jax":
+        worker = WorkerRounds(__file__, ["--jax-worker", "--batch-size", str(args.batch_size),
+                                         "--repeats", str(args.repeats), "--match", args.match],
+                              "jax")
+    steps, parameters = _build_steps(args.batch_size, args.match)
+    medians, jax_medians = time_rounds(steps, args.rounds, args.repeats, worker)
     reference = medians[REFERENCE]
     print(f"\nforward+backward (input and weight gradients), batch {args.batch_size}, median of "
           f"{args.rounds} interleaved rounds; TensorFlow: tf.function, device "
           f"{tf.config.list_logical_devices()[-1].device_type}"
           + ("; JAX: jax.jit(jax.grad(stateless_call)) in a worker process" if worker else ""))
-    print(f"machine: {describe()}")
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    print(f"machine: {describe()}; load average {load}")
     header = f"{'layer':<34} {'ms/step':>9} {'ratio':>7} {'params':>9}"
     print(header + (f" {'JAX ms':>9} {'JAX/TF':>7}" if worker else ""))
     for name in steps:
         row = (f"{name:<34} {medians[name] * 1e3:>9.2f} {medians[name] / reference:>7.3f} "
                f"{parameters[name]:>9d}")
         if worker is not None:
-            jax_median = float(np.median([timings[name] for timings in jax_rounds]))
-            row += f" {jax_median * 1e3:>9.2f} {jax_median / medians[name]:>7.3f}"
+            row += f" {jax_medians[name] * 1e3:>9.2f} {jax_medians[name] / medians[name]:>7.3f}"
         print(row)
 
 

@@ -20,10 +20,16 @@ and each row prints the ratio. Every table names the CPU model and TensorFlow's 
 The inference table ends with the speed-up of each folded model over the same model unfolded,
 measured in the same interleaved rounds.
 
+``--backend jax`` also times the training step of every model on Keras' JAX backend (the same
+``train_on_batch``, which Keras compiles with ``jax.jit`` there) in a worker process started with
+``KERAS_BACKEND=jax`` (one backend per process), its rounds interleaved with the TensorFlow
+training rounds, and prints the JAX/TF time ratio of each model.
+
 Usage::
 
     python benchmarks/model_throughput.py [--batch-size 128] [--rounds 5] [--jit-compile]
         [--dtype-policy mixed_bfloat16] [--peers-path /tmp/peers] [--inference-only]
+        [--backend tensorflow|jax] [--match "ParallelRotScaleGCNN(10, equivariant)"]
 """
 
 from __future__ import annotations
@@ -38,7 +44,14 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from _timing import input_gradient_step, load_torch_twins, time_interleaved  # noqa: E402
+from _timing import (  # noqa: E402  (sibling module: run as a script)
+    WorkerRounds,
+    input_gradient_step,
+    load_torch_twins,
+    serve_rounds,
+    time_interleaved,
+    time_rounds,
+)
 from keras_equivariant import BaselineCNN, ParallelRotScaleGCNN  # noqa: E402
 from keras_equivariant.export import fold  # noqa: E402
 from keras_equivariant.utils.platform import describe  # noqa: E402
@@ -59,10 +72,14 @@ TWIN_OF = {
 
 
 def training_step(model, images, labels, jit_compile):
+    """``model.train_on_batch`` on one batch (Adam, cross-entropy on logits), compiled and warm.
+
+    On the JAX backend Keras always compiles the train step with ``jax.jit``.
+    """
     model.compile(
         optimizer=keras.optimizers.Adam(1e-3, epsilon=1e-8),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        jit_compile=jit_compile,
+        jit_compile=True if keras.backend.backend() == "jax" else jit_compile,
     )
     model.train_on_batch(images, labels)  # trace and warm up
 
@@ -82,6 +99,26 @@ def inference_step(model, images, jit_compile):
     return step
 
 
+def batch(batch_size):
+    """The benchmark's images and labels (the same on every backend)."""
+    rng = np.random.default_rng(0)
+    return rng.random((batch_size, 32, 32, 3), dtype=np.float32), rng.integers(0, 10, batch_size)
+
+
+def selected_models(match):
+    """The rows of ``MODELS`` whose name contains ``match``, and the reference."""
+    return [(name, builder) for name, builder in MODELS if match in name or name == REFERENCE]
+
+
+def _jax_worker(args):
+    """Builds the training step of every model on JAX, then serves timing rounds."""
+    keras.config.set_dtype_policy(args.dtype_policy)
+    images, labels = batch(args.batch_size)
+    steps = {name: training_step(builder(), images, labels, True)
+             for name, builder in selected_models(args.match)}
+    serve_rounds(steps, args.repeats)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-size", type=int, default=128)
@@ -95,15 +132,29 @@ def main(argv=None):
                         "PyTorch twin rows")
     parser.add_argument("--inference-only", action="store_true",
                         help="skip the training and input-gradient measurements")
+    parser.add_argument("--backend", choices=("tensorflow", "jax"), default="tensorflow",
+                        help="jax: also time the training steps on JAX and print the JAX/TF ratio")
+    parser.add_argument("--match", default="",
+                        help="time only the models whose name contains this text (and the "
+                        "reference), e.g. ParallelRotScaleGCNN(10, equivariant)")
+    parser.add_argument("--jax-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.jax_worker:
+        return _jax_worker(args)
+    if keras.backend.backend() != "tensorflow":
+        raise SystemExit("Run model_throughput.py on the TensorFlow backend "
+                         "(KERAS_BACKEND=tensorflow); --backend jax starts its own JAX worker.")
+    worker = None
+    if args.backend == "jax" and not args.inference_only:
+        worker = WorkerRounds(__file__, ["--jax-worker", "--batch-size", str(args.batch_size),
+                                         "--repeats", str(args.repeats), "--dtype-policy",
+                                         args.dtype_policy, "--match", args.match], "jax")
     twins = load_torch_twins(args.peers_path)
     keras.config.set_dtype_policy(args.dtype_policy)
 
-    rng = np.random.default_rng(0)
-    images = rng.random((args.batch_size, 32, 32, 3), dtype=np.float32)
-    labels = rng.integers(0, 10, args.batch_size)
+    images, labels = batch(args.batch_size)
     training, gradients, inference, parameters = {}, {}, {}, {}
-    for name, builder in MODELS:
+    for name, builder in selected_models(args.match):
         model = builder()
         parameters[name] = model.count_params()
         inference[f"{name} inference"] = inference_step(model, images, args.jit_compile)
@@ -126,10 +177,10 @@ def main(argv=None):
             training[row] = twins.training_step(twin, torch_images, torch_labels)
             gradients[row] = twins.input_gradient_step(twin_class(), torch_images, torch_labels)
 
-    train_times, gradient_times = {}, {}
+    train_times, gradient_times, jax_train_times = {}, {}, None
     if training:
-        print("training")
-        train_times = time_interleaved(training, args.rounds, args.repeats)
+        print("training" + (" (TensorFlow and JAX rounds interleaved)" if worker else ""))
+        train_times, jax_train_times = time_rounds(training, args.rounds, args.repeats, worker)
         print("input gradient")
         gradient_times = time_interleaved(gradients, args.rounds, args.repeats)
     print("inference")
@@ -153,13 +204,19 @@ def main(argv=None):
                       else f"{'-':>16}")
             print(f"{name:<56} {rate:>9.1f} {rate / reference:>12.3f} {versus} "
                   f"{parameters[name]:>10d}")
+    if jax_train_times is not None:
+        print(f"\n{'training, JAX vs TensorFlow (train_on_batch)':<56} {'TF img/s':>9} "
+              f"{'JAX img/s':>10} {'JAX/TF time':>12}")
+        for name, seconds in jax_train_times.items():
+            print(f"{name:<56} {args.batch_size / train_times[name]:>9.1f} "
+                  f"{args.batch_size / seconds:>10.1f} {seconds / train_times[name]:>12.3f}")
     reference = args.batch_size / infer_times[f"{REFERENCE} inference"]
     print(f"\n{'inference':<56} {'images/s':>9} {'vs baseline':>12}")
     for name, seconds in infer_times.items():
         rate = args.batch_size / seconds
         print(f"{name:<56} {rate:>9.1f} {rate / reference:>12.3f}")
     print(f"\n{'folded vs unfolded inference':<56} {'speed-up':>9}")
-    for name, _ in MODELS:
+    for name, _ in selected_models(args.match):
         speedup = infer_times[f"{name} inference"] / infer_times[f"{name} inference, folded"]
         print(f"{name:<56} {speedup:>9.3f}")
 

@@ -182,7 +182,7 @@ def train(model_name, depth=10, variant="equivariant", dataset="cifar10", epochs
         The dict stored in ``summary.json``: ``run_dir``, ``model_path``, ``test_accuracy``,
         ``test_loss``, ``num_parameters``, ``train_seconds``, ``epochs_completed``, ``completed``.
     """
-    validation.require_tensorflow_backend("keras_equivariant.training.train")
+    validation.require_backend("keras_equivariant.training.train")
     from keras_equivariant import data
 
     validation.check_choice(model_name, MODEL_NAMES, "model_name")

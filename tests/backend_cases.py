@@ -4,13 +4,14 @@ Imported by the parent test process (TensorFlow) and by tests/backend_worker.py,
 subprocess with ``KERAS_BACKEND=jax``. Each case is a small functional model: one layer of the
 library on a fixed input shape, or a model builder. The parent builds every case, gives it random
 weights, saves it as ``<name>.keras`` and records its outputs; the worker loads the file on the
-other backend and recomputes them.
+other backend and recomputes them. ``ATTACK_CASES`` are FGSM and PGD runs that both backends
+compute on the same model, images and seed (:func:`run_attack_case`).
 """
 
 import keras
 import numpy as np
 
-from keras_equivariant import models
+from keras_equivariant import attacks, models
 from keras_equivariant.layers import (
     Conv2D,
     GroupBatchNormalization,
@@ -80,7 +81,25 @@ DEEP_MODEL_CASES = {
     "ParallelRotScaleGCNN_paper_depth10": _builder_case("ParallelRotScaleGCNN", 10, "paper"),
 }
 
-CASES = {**LAYER_CASES, **MODEL_CASES, **DEEP_MODEL_CASES}
+#: A tiny plain classifier attacked alongside a depth-4 builder by ``ATTACK_CASES``.
+ATTACKED_MODEL_CASES = {
+    "tiny_classifier": (
+        lambda: keras.Sequential([keras.Input((8, 8, 1)),
+                                  keras.layers.Conv2D(4, 3, activation="relu"),
+                                  keras.layers.Flatten(), keras.layers.Dense(3)]), (8, 8, 1)),
+}
+
+CASES = {**LAYER_CASES, **MODEL_CASES, **DEEP_MODEL_CASES, **ATTACKED_MODEL_CASES}
+
+#: name -> (model case, attack of ``keras_equivariant.attacks``, its keyword arguments): computed
+#: on both backends from the same weights, images, labels and seed (PGD's random start is drawn
+#: alike on both), which must agree on every robust flag and on the adversarial images.
+ATTACK_CASES = {
+    f"{attack}_{model}": (model, attack, arguments)
+    for model in ("CascadedGCNN_equivariant_depth4", "tiny_classifier")
+    for attack, arguments in (("fgsm", {"eps": 8 / 255}),
+                              ("pgd", {"eps": 8 / 255, "steps": 10, "seed": 7}))
+}
 
 #: The cases trained for one step on both backends (same weights, same batch, plain SGD) by the
 #: default tests (a group convolution, a scale convolution, the batch normalization), and by the
@@ -127,3 +146,19 @@ def fit_one_step(model, inputs):
 
 def outputs(model, inputs):
     return np.asarray(keras.ops.convert_to_numpy(model(inputs, training=False)), np.float32)
+
+
+def attack_batch(name, batch=4, seed=2):
+    """The images and labels ``(labels cycling over the classes)`` of attack case ``name``."""
+    model_case = ATTACK_CASES[name][0]
+    return inputs_for(model_case, batch, seed), np.arange(batch, dtype=np.int32) % 3
+
+
+def run_attack_case(model, name):
+    """Attack case ``name`` on ``model`` (this process' backend): the adversarial images and the
+    robust flags (the model still predicts the true label there)."""
+    _, attack, arguments = ATTACK_CASES[name]
+    images, labels = attack_batch(name)
+    adversarial = getattr(attacks, attack)(model, images, labels, **arguments)
+    robust = np.argmax(outputs(model, adversarial), axis=-1) == labels
+    return np.asarray(adversarial, np.float32), robust

@@ -1,11 +1,12 @@
 """Worker of tests/test_backends.py, run as ``python backend_worker.py DIR`` on another backend.
 
 ``DIR`` holds ``<case>.keras`` files, ``inputs.npz`` and ``cases.json`` (``names``, ``fit``,
-``checks``) written by the parent test under TensorFlow (see tests/backend_cases.py). The worker,
-under the backend named by ``KERAS_BACKEND`` (jax), loads every named model, recomputes its
-outputs, trains the ``fit`` ones one step and saves them back as ``<case>.trained.keras``; with
-``checks`` it also measures the exact C4/D4 equivariance errors, the fold error and the errors of
-the TensorFlow-only features. It writes ``results.npz`` and ``results.json`` to ``DIR``.
+``attacks``, ``checks``) written by the parent test under TensorFlow (see tests/backend_cases.py).
+The worker, under the backend named by ``KERAS_BACKEND`` (jax or torch), loads every named model,
+recomputes its outputs, trains the ``fit`` ones one step and saves them back as
+``<case>.trained.keras``, and runs the ``attacks`` cases (adversarial images and robust flags);
+with ``checks`` it also measures the exact C4/D4 equivariance errors, the fold error and the
+errors of the TensorFlow-only features. It writes ``results.npz`` and ``results.json`` to ``DIR``.
 """
 
 import json
@@ -26,11 +27,16 @@ from keras_equivariant.layers import RotationConv2D  # noqa: E402
 
 def tensorflow_only_errors(model, images, directory):
     """``{feature: (exception type, message)}`` of the TensorFlow-only features on this backend."""
-    from keras_equivariant.attacks import pgd  # noqa: PLC0415
+    from keras_equivariant.attacks import apgd  # noqa: PLC0415
     from keras_equivariant.export import export_saved_model  # noqa: PLC0415
+    from keras_equivariant.metrics import robust_accuracy  # noqa: PLC0415
 
-    calls = {"pgd": lambda: pgd(model, images, np.zeros(len(images), int), eps=0.01, steps=1),
-             "export_saved_model": lambda: export_saved_model(model, directory / "saved_model")}
+    labels = np.zeros(len(images), int)
+    calls = {"attacks.apgd": lambda: apgd(model, images, labels, eps=0.01, steps=1),
+             "metrics.robust_accuracy": lambda: robust_accuracy(model, (images, labels),
+                                                                eps=[0.01], verbose=0),
+             "export.export_saved_model": lambda: export_saved_model(model,
+                                                                     directory / "saved_model")}
     errors = {}
     for feature, call in calls.items():
         try:
@@ -48,6 +54,10 @@ def main(directory):
     for name in request["names"]:
         model = keras.saving.load_model(directory / f"{name}.keras")
         arrays[f"{name}/outputs"] = backend_cases.outputs(model, inputs[name])
+        for attack in request["attacks"]:
+            if backend_cases.ATTACK_CASES[attack][0] == name:
+                arrays[f"{attack}/adversarial"], arrays[f"{attack}/robust"] = (
+                    backend_cases.run_attack_case(model, attack))
         if name in request["fit"]:
             report["losses"][name] = backend_cases.fit_one_step(model, inputs[name])
             arrays[f"{name}/trained_outputs"] = backend_cases.outputs(model, inputs[name])
@@ -71,6 +81,6 @@ def main(directory):
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        raise SystemExit(f"usage: KERAS_BACKEND=jax python {sys.argv[0]} DIRECTORY")
+        raise SystemExit(f"usage: KERAS_BACKEND=jax|torch python {sys.argv[0]} DIRECTORY")
     print(f"backend_worker on {os.environ.get('KERAS_BACKEND')}", flush=True)
     main(sys.argv[1])

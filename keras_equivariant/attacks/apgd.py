@@ -46,7 +46,7 @@ from keras_equivariant.utils.validation import (
     check_choice,
     check_fraction,
     check_positive_int,
-    require_tensorflow_backend,
+    require_backend,
 )
 
 APGD_LOSSES = ("cross_entropy", "dlr")
@@ -303,7 +303,7 @@ def apgd(model, images, labels=None, eps=DEFAULT_EPS, norm="inf", loss="cross_en
 
     >>> adversarial = apgd(model, images, labels, eps=8 / 255, loss="dlr", targeted=True)
     """
-    require_tensorflow_backend("keras_equivariant.attacks.apgd")
+    require_backend("keras_equivariant.attacks.apgd")
     norm = normalize_norm(norm)
     eps = _check_scalar_eps(eps, norm=norm)
     steps = check_positive_int(steps, "steps")

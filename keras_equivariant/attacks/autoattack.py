@@ -41,7 +41,7 @@ from keras_equivariant.attacks.square import run_square
 from keras_equivariant.utils.validation import (
     check_choice,
     check_positive_int,
-    require_tensorflow_backend,
+    require_backend,
 )
 
 # the attacks of the ensemble, by their AutoAttack names
@@ -223,7 +223,7 @@ def autoattack(model, images, labels=None, eps=8 / 255, norm="inf", version="sta
     >>> adversarial, report = autoattack(model, images, labels, eps=8 / 255)
     >>> print(report)
     """
-    require_tensorflow_backend("keras_equivariant.attacks.autoattack")
+    require_backend("keras_equivariant.attacks.autoattack")
     norm = normalize_norm(norm)
     eps = _check_scalar_eps(eps, norm=norm)
     check_choice(version, VERSIONS, "version")

@@ -37,7 +37,7 @@ from keras_equivariant.attacks.gradient import (
     usable_gradient,
 )
 from keras_equivariant.utils.compiled import cached_for_model
-from keras_equivariant.utils.validation import check_positive_int, require_tensorflow_backend
+from keras_equivariant.utils.validation import check_positive_int, require_backend
 
 ALPHA_MAX = 0.1
 ETA = 1.05
@@ -237,7 +237,7 @@ def fab(model, images, labels=None, eps=DEFAULT_EPS, norm="inf", targeted=True,
 
     >>> adversarial = fab(model, images, labels, eps=8 / 255)
     """
-    require_tensorflow_backend("keras_equivariant.attacks.fab")
+    require_backend("keras_equivariant.attacks.fab")
     norm = normalize_norm(norm)
     eps = _check_scalar_eps(eps, norm=norm)
     steps = check_positive_int(steps, "steps")

@@ -9,11 +9,20 @@ Conventions:
 * Every adversarial image lies in the eps-ball around its clean image **and** in [0, 1]
   (projection onto the ball first, then clipping to [0, 1], which can only shrink the perturbation).
 
-Performance: one ``tf.function`` per (model, attack configuration, image shape) runs the whole
-attack loop in graph mode. Its input signature has a free batch axis and takes ``eps``, the step
-size, the number of steps and the random seed as tensors, so a sweep over batches, budgets, step
-counts or restarts traces it exactly once. Compiled functions are cached per model in
-``utils.compiled`` (weakly: the cache does not keep a model alive).
+Backends: FGSM, PGD and the random-noise baseline run on Keras' TensorFlow and JAX backends. The
+attack loop (:func:`attack_steps`: gradient step, projection, clipping, best iterate), the
+restarts (:func:`run_restarts`) and the input checks are shared; only the compiled function that
+runs the loop is backend-specific. On TensorFlow it is one ``tf.function`` per (model, attack
+configuration, image shape) taking the gradient with ``tf.GradientTape``; on JAX it is one
+``jax.jit`` function (``keras_equivariant.attacks.jax_gradient``) taking ``jax.grad`` of the
+model's ``stateless_call``. The random start is drawn by TensorFlow's stateless sampler on both
+(on the host for JAX), so that a seed gives the same start on both backends.
+
+Performance: the TensorFlow function's input signature has a free batch axis and takes ``eps``,
+the step size, the number of steps and the random seed as tensors, so a sweep over batches,
+budgets, step counts or restarts traces it exactly once (JAX compiles once per batch size
+rounded up to a power of two). Compiled functions are cached per model in ``utils.compiled``
+(weakly: the cache does not keep a model alive).
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import dataclasses
 import warnings
 import weakref
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -35,12 +45,16 @@ from keras_equivariant.utils.validation import (
     check_labels,
     check_norm,
     check_positive_int,
-    require_tensorflow_backend,
+    require_backend,
 )
+
+ops = keras.ops
 
 DEFAULT_EPS = 8 / 255
 #: Norms the attacks support (canonical spellings; see ``utils.validation.check_norm``).
 NORMS = ("inf", "2")
+#: The Keras backends FGSM, PGD and random_noise run on.
+ATTACK_BACKENDS = ("tensorflow", "jax")
 #: PGD defaults (RobustBench style), shared by ``pgd`` and the evaluation protocols.
 PGD_STEPS = 10
 PGD_STEP_SIZE_FACTOR = 2.5  # step size = PGD_STEP_SIZE_FACTOR * eps / steps
@@ -68,11 +82,11 @@ def normalize_norm(norm) -> str:
 
 
 def _flat_norm(tensor, norm):
-    """Per-example L-inf or L2 norm over all non-batch axes."""
-    axes = tf.range(1, tf.rank(tensor))
+    """Per-example L-inf or L2 norm over all non-batch axes (``keras.ops``: any backend)."""
+    axes = tuple(range(1, len(tensor.shape)))
     if norm == "inf":
-        return tf.reduce_max(tf.abs(tensor), axis=axes)
-    return tf.sqrt(tf.reduce_sum(tf.square(tensor), axis=axes))
+        return ops.max(ops.abs(tensor), axis=axes)
+    return ops.sqrt(ops.sum(ops.square(tensor), axis=axes))
 
 
 def pgd_step_size(eps, steps, step_size=None) -> float:
@@ -95,18 +109,18 @@ def _project(candidate, images, eps, norm):
     """Projects onto the eps-ball around ``images`` (norm ``norm``), then clips to [0, 1]."""
     delta = candidate - images
     if norm == "inf":
-        delta = tf.clip_by_value(delta, -eps, eps)
+        delta = ops.clip(delta, -eps, eps)
     else:
         length = _flat_norm(delta, "2")
-        delta *= per_example(tf.minimum(1.0, eps / tf.maximum(length, 1e-12)), delta)
-    return tf.clip_by_value(images + delta, 0.0, 1.0)
+        delta *= per_example(ops.minimum(1.0, eps / ops.maximum(length, 1e-12)), delta)
+    return ops.clip(images + delta, 0.0, 1.0)
 
 
 def _ascent_direction(gradient, norm):
     """Steepest-ascent direction of unit norm-``norm`` length: sign for L-inf, g/||g|| for L2."""
     if norm == "inf":
-        return tf.sign(gradient)
-    return gradient / per_example(tf.maximum(_flat_norm(gradient, "2"), 1e-12), gradient)
+        return ops.sign(gradient)
+    return gradient / per_example(ops.maximum(_flat_norm(gradient, "2"), 1e-12), gradient)
 
 
 def model_logits(model, images):
@@ -120,7 +134,14 @@ def image_spec(sample_shape):
 
 
 def compiled_logits(model, sample_shape):
-    """A cached ``tf.function`` computing float32 logits for batches of ``sample_shape`` images."""
+    """A cached compiled function computing float32 logits for batches of ``sample_shape`` images.
+
+    A ``tf.function`` on the TensorFlow backend, a ``jax.jit`` function on JAX.
+    """
+    if keras.backend.backend() == "jax":
+        from keras_equivariant.attacks import jax_gradient  # noqa: PLC0415 (imports jax)
+
+        return jax_gradient.compiled_logits(model, sample_shape)
     model_ref = weakref.ref(model)
 
     def build():
@@ -144,8 +165,14 @@ def compiled_attack(model, config: AttackConfig, sample_shape):
     Signature: ``(images, goal_labels, eps, step_size, steps, seed) -> (adversarial, success,
     objective)``. ``goal_labels`` are the true labels (untargeted) or the targets (targeted);
     ``success`` is "misclassified" (untargeted) or "predicted as the target" (targeted) at the
-    returned images, and ``objective`` the per-example loss being ascended there.
+    returned images, and ``objective`` the per-example loss being ascended there. A
+    ``tf.function`` on the TensorFlow backend; on JAX a function running a ``jax.jit`` loop
+    (``jax_gradient.compiled_attack``), with the same signature.
     """
+    if keras.backend.backend() == "jax":
+        from keras_equivariant.attacks import jax_gradient  # noqa: PLC0415 (imports jax)
+
+        return jax_gradient.compiled_attack(model, config, sample_shape)
     return cached_for_model(
         model, ("attack", config, tuple(sample_shape)),
         lambda: _build_attack(weakref.ref(model), config, tuple(sample_shape)))
@@ -158,36 +185,112 @@ def usable_gradient(tape, objective, inputs):
     report them instead.
     """
     gradient = tape.gradient(objective, inputs, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-    return tf.where(tf.math.is_finite(gradient), gradient, tf.zeros_like(gradient))
+    return finite_or_zero(gradient)
+
+
+def finite_or_zero(gradient):
+    """``gradient`` with its NaN and inf entries set to zero (``keras.ops``: any backend)."""
+    return ops.where(ops.isfinite(gradient), gradient, ops.zeros_like(gradient))
+
+
+def objective_and_success(config: AttackConfig, logits_fn):
+    """``evaluate(images, goal_labels) -> (objective, success)`` for ``config``, on any backend.
+
+    ``logits_fn(images)`` returns the model's float32 logits. ``objective`` is the per-example
+    loss the attack ascends (the negated loss towards the target when targeted); ``success`` is
+    "misclassified" (untargeted) or "predicted as the target" (targeted).
+    """
+    loss_fn = get_loss(config.loss)
+    sign = -1.0 if config.targeted else 1.0
+
+    def evaluate(images, goal_labels):
+        logits = logits_fn(images)
+        objective = sign * loss_fn(logits, goal_labels)
+        success = ops.equal(ops.argmax(logits, axis=-1), goal_labels)
+        if not config.targeted:
+            success = ops.logical_not(success)
+        return objective, success
+
+    return evaluate
+
+
+def keep_better(best, candidate):
+    """Per example: a successful iterate beats an unsuccessful one, then higher objective wins.
+
+    ``best`` and ``candidate`` are ``(images, success, objective)``; returns the merged triple.
+    """
+    best_images, best_success, best_objective = best
+    images, success, objective = candidate
+    better = ops.logical_or(
+        ops.logical_and(success, ops.logical_not(best_success)),
+        ops.logical_and(ops.equal(success, best_success), objective > best_objective),
+    )
+    return (
+        ops.where(per_example(better, images), images, best_images),
+        ops.logical_or(best_success, success),
+        ops.where(better, objective, best_objective),
+    )
+
+
+def random_start(images, noise):
+    """The clean ``images`` moved by ``noise`` (a draw of ``sample_uniform_ball``), clipped to
+    [0, 1]."""
+    return ops.clip(images + noise, 0.0, 1.0)
+
+
+def attack_steps(config: AttackConfig, evaluate, value_and_gradient, images, goal_labels, start,
+                 eps, step_size, steps):
+    """The attack loop of FGSM, PGD and random_noise, shared by the TensorFlow and JAX backends.
+
+    From ``start``, ``steps`` times: step by ``step_size`` along the steepest-ascent direction of
+    ``config.norm``, project onto the eps-ball around ``images`` and clip to [0, 1]; with
+    ``config.keep_best`` every iterate (the last one included) competes for the returned one
+    (:func:`keep_better`). Written with ``keras.ops`` and ``keras.ops.fori_loop``: inside a
+    ``tf.function`` it is a ``tf.while_loop``, inside ``jax.jit`` a ``jax.lax.fori_loop``.
+
+    Args:
+        config: the attack configuration.
+        evaluate: ``(images, goal_labels) -> (objective, success)``
+            (:func:`objective_and_success`).
+        value_and_gradient: ``(images, goal_labels) -> (objective, success, gradient)``, the
+            gradient of the summed objective with respect to the images, non-finite entries
+            zeroed (``tf.GradientTape`` or ``jax.grad``).
+        images: the clean images; ``goal_labels``: true labels or targets.
+        start: the first iterate (``images``, or :func:`random_start`).
+        eps, step_size, steps: the budget, the step length and the number of steps (tensors).
+
+    Returns:
+        ``(adversarial, success, objective)`` at the returned images.
+    """
+    norm = config.norm
+    batch = ops.shape(images)[:1]
+    best = (start, ops.zeros(batch, "bool"), ops.full(batch, -float("inf"), "float32"))
+
+    def step(_, state):
+        adversarial, best = state
+        objective, success, gradient = value_and_gradient(adversarial, goal_labels)
+        if config.keep_best:
+            best = keep_better(best, (adversarial, success, objective))
+        adversarial = _project(
+            adversarial + step_size * _ascent_direction(gradient, norm), images, eps, norm
+        )
+        return adversarial, best
+
+    adversarial, best = ops.fori_loop(0, steps, step, (start, best))
+    objective, success = evaluate(adversarial, goal_labels)
+    if config.keep_best:
+        return keep_better(best, (adversarial, success, objective))
+    return adversarial, success, objective
 
 
 def _build_attack(model_ref, config: AttackConfig, sample_shape):
-    loss_fn = get_loss(config.loss)
-    sign = -1.0 if config.targeted else 1.0
-    norm = config.norm
+    evaluate = objective_and_success(config, lambda images: model_logits(model_ref(), images))
 
-    def evaluate(model, images, goal_labels):
-        logits = model_logits(model, images)
-        objective = sign * loss_fn(logits, goal_labels)
-        predictions = tf.argmax(logits, axis=-1, output_type=tf.int32)
-        success = tf.equal(predictions, goal_labels)
-        if not config.targeted:
-            success = tf.logical_not(success)
-        return objective, success
-
-    def keep_better(best, candidate):
-        """Per example: a successful iterate beats an unsuccessful one, then higher objective wins."""
-        best_images, best_success, best_objective = best
-        images, success, objective = candidate
-        better = tf.logical_or(
-            tf.logical_and(success, tf.logical_not(best_success)),
-            tf.logical_and(tf.equal(success, best_success), objective > best_objective),
-        )
-        return (
-            tf.where(per_example(better, images), images, best_images),
-            tf.logical_or(best_success, success),
-            tf.where(better, objective, best_objective),
-        )
+    def value_and_gradient(adversarial, goal_labels):
+        with tf.GradientTape() as tape:
+            tape.watch(adversarial)
+            objective, success = evaluate(adversarial, goal_labels)
+        return objective, success, usable_gradient(tape, objective, adversarial)
 
     @tf.function(input_signature=[
         image_spec(sample_shape),
@@ -198,27 +301,12 @@ def _build_attack(model_ref, config: AttackConfig, sample_shape):
         tf.TensorSpec((2,), tf.int64),
     ])
     def attack(images, goal_labels, eps, step_size, steps, seed):
-        model = model_ref()
-        adversarial = images
+        start = images
         if config.random_start:
-            noise = sample_uniform_ball(tf.shape(images), eps, norm, seed)
-            adversarial = tf.clip_by_value(images + noise, 0.0, 1.0)
-        batch = tf.shape(images)[:1]
-        best = (adversarial, tf.zeros(batch, tf.bool), tf.fill(batch, -float("inf")))
-        for _ in tf.range(steps):
-            with tf.GradientTape() as tape:
-                tape.watch(adversarial)
-                objective, success = evaluate(model, adversarial, goal_labels)
-            gradient = usable_gradient(tape, objective, adversarial)
-            if config.keep_best:
-                best = keep_better(best, (adversarial, success, objective))
-            adversarial = _project(
-                adversarial + step_size * _ascent_direction(gradient, norm), images, eps, norm
-            )
-        objective, success = evaluate(model, adversarial, goal_labels)
-        if config.keep_best:
-            return keep_better(best, (adversarial, success, objective))
-        return adversarial, success, objective
+            start = random_start(images, sample_uniform_ball(tf.shape(images), eps, config.norm,
+                                                             seed))
+        return attack_steps(config, evaluate, value_and_gradient, images, goal_labels, start,
+                            eps, step_size, steps)
 
     return attack
 
@@ -231,29 +319,28 @@ def run_restarts(attack, inputs, scalars, restarts, seed, state=None, first_seed
     ``r`` is seeded with ``(seed, first_seed + r)``. A kept adversarial is replaced only by a
     successful one or, failing that, a higher-objective one. ``state``, an earlier
     ``(adversarial, success, objective)`` for the whole batch, is continued instead of starting
-    afresh (its successful examples are not attacked again).
+    afresh (its successful examples are not attacked again). The bookkeeping runs eagerly with
+    ``keras.ops`` (any backend); the seed is passed as a NumPy ``int64`` pair.
 
     Returns ``(adversarial, success, objective)`` for the whole batch.
     """
     for restart in range(restarts):
-        seed_tensor = tf.constant([seed, first_seed + restart], tf.int64)
+        seed_pair = np.array([seed, first_seed + restart], np.int64)
         if state is None:
-            state = attack(*inputs, *scalars, seed_tensor)
+            state = attack(*inputs, *scalars, seed_pair)
             continue
         adversarial, success, objective = state
-        remaining = tf.where(tf.logical_not(success))
-        if remaining.shape[0] == 0:
+        remaining = np.flatnonzero(~ops.convert_to_numpy(success))
+        if remaining.size == 0:
             break
         new_adversarial, new_success, new_objective = attack(
-            *(tf.gather_nd(tensor, remaining) for tensor in inputs), *scalars, seed_tensor)
-        better = tf.logical_or(new_success, new_objective > tf.gather_nd(objective, remaining))
-        update = tf.boolean_mask(remaining, better)
-        state = (
-            tf.tensor_scatter_nd_update(adversarial, update,
-                                        tf.boolean_mask(new_adversarial, better)),
-            tf.tensor_scatter_nd_update(success, update, tf.boolean_mask(new_success, better)),
-            tf.tensor_scatter_nd_update(objective, update,
-                                        tf.boolean_mask(new_objective, better)),
+            *(ops.take(tensor, remaining, axis=0) for tensor in inputs), *scalars, seed_pair)
+        better = np.flatnonzero(ops.convert_to_numpy(new_success) | (
+            ops.convert_to_numpy(new_objective) > ops.convert_to_numpy(objective)[remaining]))
+        update = remaining[better][:, None]
+        state = tuple(
+            ops.scatter_update(kept, update, ops.take(new, better, axis=0))
+            for kept, new in zip(state, (new_adversarial, new_success, new_objective))
         )
     return state
 
@@ -266,11 +353,10 @@ def run_attack(model, images, goal_labels, config: AttackConfig, eps, step_size,
     and replaces a kept adversarial only by a successful one or, failing that, a higher-objective
     one. Returns ``(adversarial_images, success)`` as float32 / bool tensors.
     """
-    images = tf.convert_to_tensor(images, tf.float32)
-    goal_labels = tf.convert_to_tensor(goal_labels, tf.int32)
-    attack = compiled_attack(model, config, images.shape[1:])
-    scalars = (tf.constant(eps, tf.float32), tf.constant(step_size, tf.float32),
-               tf.constant(steps, tf.int32))
+    images = ops.convert_to_tensor(images, "float32")
+    goal_labels = ops.convert_to_tensor(goal_labels, "int32")
+    attack = compiled_attack(model, config, tuple(images.shape[1:]))
+    scalars = (np.float32(eps), np.float32(step_size), np.int32(steps))
     adversarial, success, _ = run_restarts(attack, (images, goal_labels), scalars, restarts, seed)
     return adversarial, success
 
@@ -312,8 +398,9 @@ def _check_scalar_eps(eps, name="eps", norm="inf") -> float:
 
 def _prepare(model, images, labels, targeted, target_labels):
     """Validates inputs before any attack work; returns (images, goal_labels, restore_fn)."""
-    is_tensor = tf.is_tensor(images)
-    original_dtype = images.dtype.as_numpy_dtype if is_tensor else np.asarray(images).dtype
+    is_tensor = ops.is_tensor(images)
+    original_dtype = (images.dtype.as_numpy_dtype if tf.is_tensor(images)
+                      else np.asarray(images).dtype)
     # integer 0/1 images: perturbed pixels need a floating dtype
     output_dtype = original_dtype if np.issubdtype(original_dtype, np.floating) else np.float32
     array = check_images(images)
@@ -324,12 +411,12 @@ def _prepare(model, images, labels, targeted, target_labels):
             "`target_labels` were given but `targeted=False`; pass `targeted=True` for a "
             "targeted attack."
         )
-    tensor = tf.convert_to_tensor(array)
-    logits = compiled_logits(model, array.shape[1:])(tensor)
+    tensor = ops.convert_to_tensor(array)
+    logits = ops.convert_to_numpy(compiled_logits(model, array.shape[1:])(tensor))
     warn_if_probabilities(logits, model)
     num_classes = int(logits.shape[-1])
     if labels is None:
-        labels = tf.argmax(logits, axis=-1, output_type=tf.int32).numpy()
+        labels = np.argmax(logits, axis=-1).astype(np.int32)
     labels = check_labels(labels, array.shape[0], num_classes)
     goal = labels
     if targeted:
@@ -340,16 +427,16 @@ def _prepare(model, images, labels, targeted, target_labels):
             # Rounding to a narrower float can move a pixel away from its clean value, out of
             # the eps-ball; such pixels take the neighbouring value towards the clean pixel
             # (which the narrow dtype represents exactly, so the result stays in the ball).
-            wide = adversarial.numpy()
+            wide = ops.convert_to_numpy(adversarial)
             narrow = wide.astype(output_dtype)
             clean = array.astype(output_dtype)
             away = np.abs(narrow.astype(np.float32) - array) > np.abs(wide - array)
             narrow[away] = np.nextafter(narrow[away], clean[away])
-            adversarial = tf.constant(narrow)
-        adversarial = tf.cast(adversarial, output_dtype)
-        return adversarial if is_tensor else adversarial.numpy()
+            adversarial = narrow
+        adversarial = ops.cast(adversarial, output_dtype)
+        return adversarial if is_tensor else ops.convert_to_numpy(adversarial)
 
-    return tensor, tf.convert_to_tensor(goal), restore
+    return tensor, ops.convert_to_tensor(goal), restore
 
 
 def pgd(model, images, labels=None, eps=DEFAULT_EPS, steps=PGD_STEPS, step_size=None,
@@ -357,8 +444,9 @@ def pgd(model, images, labels=None, eps=DEFAULT_EPS, steps=PGD_STEPS, step_size=
         keep_best=True, seed=None):
     """Projected gradient descent (Madry et al.) in the L-inf or L2 ball, RobustBench defaults.
 
-    TensorFlow backend only (a compiled tf.function with tf.GradientTape): on another Keras
-    backend it raises a ``RuntimeError`` saying so.
+    Runs on the TensorFlow backend (a compiled ``tf.function`` with ``tf.GradientTape``) and on
+    JAX (``jax.jit`` of a ``jax.lax.fori_loop`` with ``jax.grad``); on another Keras backend it
+    raises a ``RuntimeError`` saying so. A fixed ``seed`` draws the same random start on both.
 
     Each step moves by ``step_size`` along the sign of the loss gradient (L-inf) or the
     L2-normalized gradient (L2), projects onto the eps-ball and clips to [0, 1]. With
@@ -392,7 +480,7 @@ def pgd(model, images, labels=None, eps=DEFAULT_EPS, steps=PGD_STEPS, step_size=
 
     >>> adversarial = pgd(model, images, labels, eps=8 / 255, steps=10)
     """
-    require_tensorflow_backend("keras_equivariant.attacks.pgd")
+    require_backend("keras_equivariant.attacks.pgd", ATTACK_BACKENDS)
     norm = normalize_norm(norm)
     eps = _check_scalar_eps(eps, norm=norm)
     steps = check_positive_int(steps, "steps")
@@ -411,8 +499,8 @@ def fgsm(model, images, labels=None, eps=DEFAULT_EPS, norm="inf", loss="cross_en
          targeted=False, target_labels=None):
     """Fast gradient (sign) method: one step of length ``eps`` from the clean image, clipped to [0, 1].
 
-    TensorFlow backend only (a compiled tf.function with tf.GradientTape): on another Keras
-    backend it raises a ``RuntimeError`` saying so.
+    Runs on the TensorFlow and JAX backends like :func:`pgd`; on another Keras backend it raises
+    a ``RuntimeError`` saying so.
 
     L-inf: ``x + eps * sign(grad)``; L2: ``x + eps * grad / ||grad||_2`` (FGM). Arguments as in
     :func:`pgd`. Returns adversarial images of the same shape and dtype as ``images``.
@@ -421,7 +509,7 @@ def fgsm(model, images, labels=None, eps=DEFAULT_EPS, norm="inf", loss="cross_en
 
     >>> adversarial = fgsm(model, images, labels, eps=8 / 255)
     """
-    require_tensorflow_backend("keras_equivariant.attacks.fgsm")
+    require_backend("keras_equivariant.attacks.fgsm", ATTACK_BACKENDS)
     norm = normalize_norm(norm)
     eps = _check_scalar_eps(eps, norm=norm)
     check_choice(loss, LOSSES, "loss")
@@ -435,8 +523,8 @@ def random_noise(model, images, labels=None, eps=DEFAULT_EPS, norm="inf", num_sa
                  seed=None):
     """Gradient-free baseline: up to ``num_samples`` uniform draws in the eps-ball per image.
 
-    TensorFlow backend only (a compiled tf.function): on another Keras backend it raises a
-    ``RuntimeError`` saying so.
+    Runs on the TensorFlow and JAX backends like :func:`pgd` (the same draws for a fixed
+    ``seed``); on another Keras backend it raises a ``RuntimeError`` saying so.
 
     Each draw is tried only on the images earlier draws did not misclassify; the returned image is
     a misclassifying draw if one was found, else the highest-loss draw. Used by the
@@ -446,7 +534,7 @@ def random_noise(model, images, labels=None, eps=DEFAULT_EPS, norm="inf", num_sa
 
     >>> noisy = random_noise(model, images, labels, eps=8 / 255, num_samples=100)
     """
-    require_tensorflow_backend("keras_equivariant.attacks.random_noise")
+    require_backend("keras_equivariant.attacks.random_noise", ATTACK_BACKENDS)
     norm = normalize_norm(norm)
     eps = _check_scalar_eps(eps, norm=norm)
     num_samples = check_positive_int(num_samples, "num_samples")

@@ -4,10 +4,15 @@ Every loss takes float32 logits ``(batch, num_classes)`` and integer labels ``(b
 returns one value per example. Attacks *ascend* the untargeted loss against the true label, and
 *descend* the loss against the target label in targeted mode, so each example's objective is
 independent of the others (the model is called with ``training=False``).
+
+``cross_entropy_loss`` and ``margin_loss`` (the losses of FGSM and PGD) run on the TensorFlow and
+JAX backends (``keras.ops``; cross-entropy uses TensorFlow's fused kernel on TensorFlow); the DLR
+losses of APGD are TensorFlow-only.
 """
 
 from __future__ import annotations
 
+import keras
 import tensorflow as tf
 
 from keras_equivariant.utils.validation import check_choice
@@ -15,7 +20,11 @@ from keras_equivariant.utils.validation import check_choice
 
 def cross_entropy_loss(logits, labels):
     """Softmax cross-entropy of ``logits`` against integer ``labels``, one value per example."""
-    return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+    if keras.backend.backend() == "tensorflow":
+        # TensorFlow's fused kernel on the logits as given: keras.ops would differentiate through
+        # the input of a final softmax instead, hiding the saturation the sanity checks look for.
+        return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+    return keras.ops.sparse_categorical_crossentropy(labels, logits, from_logits=True)
 
 
 def margin_loss(logits, labels):
@@ -24,10 +33,11 @@ def margin_loss(logits, labels):
     Positive exactly when the example is misclassified. Unlike cross-entropy it does not saturate
     when the softmax does, so its gradient is the raw logit gradient.
     """
-    num_classes = tf.shape(logits)[-1]
-    true_mask = tf.one_hot(labels, num_classes, on_value=True, off_value=False, dtype=tf.bool)
-    true_logit = tf.reduce_max(tf.where(true_mask, logits, -float("inf")), axis=-1)
-    other_logit = tf.reduce_max(tf.where(true_mask, -float("inf"), logits), axis=-1)
+    labels = keras.ops.convert_to_tensor(labels)
+    classes = keras.ops.arange(keras.ops.shape(logits)[-1], dtype=labels.dtype)
+    true_mask = keras.ops.equal(keras.ops.expand_dims(labels, -1), classes)
+    true_logit = keras.ops.max(keras.ops.where(true_mask, logits, -float("inf")), axis=-1)
+    other_logit = keras.ops.max(keras.ops.where(true_mask, -float("inf"), logits), axis=-1)
     return other_logit - true_logit
 
 

@@ -45,7 +45,7 @@ from keras_equivariant.utils.validation import (
     check_images,
     check_positive_int,
     check_real_values,
-    require_tensorflow_backend,
+    require_backend,
 )
 
 DEFAULT_ROTATIONS = tuple(range(-30, 31, 3))
@@ -443,7 +443,7 @@ def spatial(model, images, labels=None, rotations=DEFAULT_ROTATIONS,
     >>> robust_accuracy = 1 - result.misclassified.mean()
     >>> result.rotation[:3], result.translation[:3]
     """
-    require_tensorflow_backend("keras_equivariant.attacks.spatial")
+    require_backend("keras_equivariant.attacks.spatial")
     settings = spatial_settings(rotations, translations, scales, mode, num_samples,
                                 interpolation, fill_mode, fill_value, batch_size)
     if np.ndim(images) == 4:

@@ -42,7 +42,7 @@ from keras_equivariant.utils.sampling import per_example
 from keras_equivariant.utils.validation import (
     check_fraction,
     check_positive_int,
-    require_tensorflow_backend,
+    require_backend,
 )
 
 # iterations after which the window fraction p halves (the paper's schedule)
@@ -284,7 +284,7 @@ def square(model, images, labels=None, eps=DEFAULT_EPS, norm="inf", queries=5000
 
     >>> adversarial = square(model, images, labels, eps=8 / 255, queries=5000)
     """
-    require_tensorflow_backend("keras_equivariant.attacks.square")
+    require_backend("keras_equivariant.attacks.square")
     norm = normalize_norm(norm)
     eps = _check_scalar_eps(eps, norm=norm)
     queries = check_positive_int(queries, "queries")

@@ -49,7 +49,7 @@ def export_saved_model(model, export_dir, fold=False):
     outputs["probabilities"]
     ```
     """
-    validation.require_tensorflow_backend("keras_equivariant.export.export_saved_model")
+    validation.require_backend("keras_equivariant.export.export_saved_model")
     if isinstance(model, (str, Path)):
         model = keras.saving.load_model(model)
     if not isinstance(model, keras.Model):
@@ -117,7 +117,7 @@ def export_for_serving(model, name, output_dir="saved_models", version=None, fol
     Returns:
         The ``Path`` of the version directory.
     """
-    validation.require_tensorflow_backend("keras_equivariant.export.export_for_serving")
+    validation.require_backend("keras_equivariant.export.export_for_serving")
     if not isinstance(name, str) or not _NAME_PATTERN.match(name):
         raise ValueError(
             f"`name` must be letters, digits, '_', '.' or '-' (a directory name and a TF Serving "

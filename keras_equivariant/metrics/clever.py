@@ -37,7 +37,7 @@ from keras_equivariant.metrics.weibull import ReverseWeibullFit, fit_reverse_wei
 from keras_equivariant.utils import resume
 from keras_equivariant.utils.compiled import cached_for_model
 from keras_equivariant.utils.sampling import sample_uniform_ball
-from keras_equivariant.utils.validation import require_tensorflow_backend
+from keras_equivariant.utils.validation import require_backend
 from keras_equivariant.utils.validation import (check_choice, check_images, check_norm,
                                                 check_positive_int)
 
@@ -251,7 +251,7 @@ def clever_u(model, image, num_batches=None, num_samples_per_batch=None, radius=
     print(result.score, result.target_class, result.fallback, result.num_zero_gradients)
     ```
     """
-    require_tensorflow_backend("keras_equivariant.metrics.clever_u")
+    require_backend("keras_equivariant.metrics.clever_u")
     return _clever(model, image, None, num_batches, num_samples_per_batch, radius, norm,
                    preset, seed, clip, chunk_size, verbose)
 
@@ -282,7 +282,7 @@ def clever_t(model, image, target_class, num_batches=None, num_samples_per_batch
                                                 radius=8 / 255, preset="fast")
     ```
     """
-    require_tensorflow_backend("keras_equivariant.metrics.clever_t")
+    require_backend("keras_equivariant.metrics.clever_t")
     if isinstance(target_class, bool) or not isinstance(target_class, (int, np.integer)):
         raise ValueError(
             f"`target_class` must be an integer class index; received {target_class!r}."
@@ -325,7 +325,7 @@ def clever_scores(model, images, target_classes=None, num_batches=None,
     print(np.mean([r.score for r in results]))
     ```
     """
-    require_tensorflow_backend("keras_equivariant.metrics.clever_scores")
+    require_backend("keras_equivariant.metrics.clever_scores")
     images = check_images(images)
     num_images = images.shape[0]
     if target_classes is not None:

@@ -41,7 +41,7 @@ from keras_equivariant.utils.validation import (
     check_images,
     check_labels,
     check_positive_int,
-    require_tensorflow_backend,
+    require_backend,
 )
 
 CSV_COLUMNS = ("model_name", "protocol", "attack", "norm", "eps", "eps_pixel", "step_size_pixel",
@@ -326,7 +326,7 @@ def robust_accuracy(model, dataset, attack="pgd", eps=None, protocol="default", 
     >>> report = robust_accuracy(model, test_dataset, attack="pgd", eps=[0, 2 / 255, 8 / 255])
     >>> report.to_csv("pgd.csv")
     """
-    require_tensorflow_backend("keras_equivariant.metrics.robust_accuracy")
+    require_backend("keras_equivariant.metrics.robust_accuracy")
     protocol = get_protocol(protocol)
     spec = protocol.resolve(attack, norm, steps, step_size, restarts, loss)
     eps_values = default_eps(protocol, spec.norm) if eps is None else check_eps(eps, norm=spec.norm)

@@ -61,7 +61,7 @@ from keras_equivariant.utils.io import atomic_write_json
 from keras_equivariant.utils.validation import (
     check_eps,
     check_positive_int,
-    require_tensorflow_backend,
+    require_backend,
 )
 
 LARGE_EPS_MAX_ACCURACY = 0.02
@@ -197,7 +197,7 @@ def sanity_checks(model, dataset, eps=DEFAULT_EPS, norm="inf", steps=10, num_noi
     >>> report = sanity_checks(model, test_dataset, eps=8 / 255)
     >>> print(report); assert report.passed
     """
-    require_tensorflow_backend("keras_equivariant.metrics.sanity_checks")
+    require_backend("keras_equivariant.metrics.sanity_checks")
     norm = normalize_norm(norm)
     if np.ndim(eps) != 0:
         raise ValueError(f"`eps` must be a single budget; received {eps!r}.")

@@ -55,7 +55,7 @@ from keras_equivariant.utils.validation import (
     check_eps,
     check_positive_int,
     check_real_values,
-    require_tensorflow_backend,
+    require_backend,
 )
 
 DEFAULT_CURVE_ROTATIONS = tuple(range(0, 360, 5))
@@ -325,7 +325,7 @@ def transformation_accuracy(model, data, rotations=DEFAULT_CURVE_ROTATIONS, scal
     >>> print(report)
     >>> report.at("rotation", 90, metric="consistency")
     """
-    require_tensorflow_backend("keras_equivariant.metrics.transformation_accuracy")
+    require_backend("keras_equivariant.metrics.transformation_accuracy")
     if rotations is None and scales is None:
         raise ValueError(
             "Nothing to evaluate: `rotations` and `scales` are both None. Pass angles in "
@@ -414,7 +414,7 @@ def spatial_robust_accuracy(model, data, rotations=DEFAULT_ROTATIONS,
     >>> report = spatial_robust_accuracy(model, (x_test, y_test), eps=8 / 255)
     >>> report.spatial_accuracy, report.combined_accuracy
     """
-    require_tensorflow_backend("keras_equivariant.metrics.spatial_robust_accuracy")
+    require_backend("keras_equivariant.metrics.spatial_robust_accuracy")
     settings = spatial_settings(rotations, translations, scales, mode, num_samples,
                                 interpolation, fill_mode, fill_value, batch_size)
     spec = None

@@ -1,8 +1,13 @@
 """Uniform sampling in Lp balls: the one sampler of the attacks' random start and of CLEVER
-(public as ``keras_equivariant.attacks.sample_uniform_ball``)."""
+(public as ``keras_equivariant.attacks.sample_uniform_ball``).
+
+The sampler is TensorFlow's stateless random generator on every Keras backend: the JAX attacks
+draw their random start with it on the host, so that a seed gives the same start on both.
+"""
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -10,9 +15,9 @@ from keras_equivariant.utils.validation import check_norm
 
 
 def per_example(values, like):
-    """Reshapes a ``(batch,)`` tensor so it broadcasts against ``like``."""
-    shape = tf.concat([tf.shape(values), tf.ones([tf.rank(like) - 1], tf.int32)], axis=0)
-    return tf.reshape(values, shape)
+    """Reshapes a ``(batch,)`` tensor so it broadcasts against ``like`` (a tensor of known rank,
+    on any Keras backend)."""
+    return keras.ops.reshape(values, (-1,) + (1,) * (len(like.shape) - 1))
 
 
 def sample_uniform_ball(shape, radius, norm="inf", seed=(0, 0)):

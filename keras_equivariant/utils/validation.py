@@ -2,8 +2,8 @@
 
 Every check runs eagerly, *before* any expensive work, and raises a ``ValueError`` (or
 ``TypeError``) that says what was received, what was expected and how to fix it.
-:func:`require_tensorflow_backend` is the one check of the environment: the ``RuntimeError`` of a
-TensorFlow-only feature called on another Keras backend.
+:func:`require_backend` is the one check of the environment: the ``RuntimeError`` of a feature
+called on a Keras backend it does not support (most are TensorFlow-only).
 """
 
 from __future__ import annotations
@@ -217,22 +217,40 @@ def check_real_values(values, name: str, unit: str, positive: bool = False) -> n
     return array
 
 
-def require_tensorflow_backend(feature: str) -> None:
-    """Raises a ``RuntimeError`` unless Keras runs on the TensorFlow backend.
+#: How the messages of :func:`require_backend` spell each Keras backend.
+BACKEND_NAMES = {"tensorflow": "TensorFlow", "jax": "JAX", "torch": "PyTorch", "numpy": "NumPy",
+                 "openvino": "OpenVINO"}
 
-    The layers, builders, ``fold`` and ``check_equivariance`` run on every Keras 3 backend;
-    the features that call this (``tf.data`` pipelines, SavedModel export, tf-keras-vis saliency,
-    the gradient attacks) use TensorFlow APIs on the model and stay TensorFlow-only.
+
+def require_backend(feature: str, backends: Sequence[str] = ("tensorflow",)) -> None:
+    """Raises a ``RuntimeError`` unless Keras runs on one of ``backends``.
+
+    The layers, builders, ``fold`` and ``check_equivariance`` run on every Keras 3 backend; FGSM,
+    PGD and the random-noise baseline run on TensorFlow and JAX; the other features that call
+    this (``tf.data`` pipelines, SavedModel export, tf-keras-vis saliency, the compiled attack
+    loops of APGD, FAB, Square and the metrics built on them) use TensorFlow APIs on the model
+    and stay TensorFlow-only.
 
     Args:
-        feature: what the user called, e.g. ``"keras_equivariant.attacks.pgd"``.
+        feature: what the user called, e.g. ``"keras_equivariant.attacks.apgd"``.
+        backends: the Keras backends the feature runs on, the preferred one first (the message
+            tells the user to switch to it).
+
+    Raises:
+        RuntimeError: Keras runs on another backend; the message names the feature, the
+            current backend and the environment variable that selects a supported one.
+
+    Example:
+
+    >>> require_backend("keras_equivariant.attacks.pgd", backends=("tensorflow", "jax"))
     """
     import keras  # noqa: PLC0415 (the validators above do not need it)
 
     backend = keras.backend.backend()
-    if backend != "tensorflow":
+    if backend not in backends:
+        names = " or ".join(BACKEND_NAMES.get(name, name) for name in backends)
         raise RuntimeError(
-            f"{feature} runs on the TensorFlow backend of Keras only; Keras is running on the "
-            f"{backend!r} backend. Set the environment variable KERAS_BACKEND=tensorflow before "
+            f"{feature} runs on the {names} backend of Keras only; Keras is running on the "
+            f"{backend!r} backend. Set the environment variable KERAS_BACKEND={backends[0]} before "
             "Python imports keras (models saved as .keras load on either backend)."
         )

@@ -23,7 +23,7 @@ import numpy as np
 
 from keras_equivariant.choices import EXPLANATION_METHODS as METHODS
 from keras_equivariant.utils.validation import (check_choice, check_images, check_labels,
-                                                check_positive_int, require_tensorflow_backend)
+                                                check_positive_int, require_backend)
 from keras_equivariant.visualize._plotting import new_figure, save_figure, wrap_text
 
 
@@ -165,7 +165,7 @@ def saliency_maps(model, images, labels=None, method="saliency", penultimate_lay
     Returns:
         float32 array ``(batch, height, width)`` with values in [0, 1].
     """
-    require_tensorflow_backend("keras_equivariant.visualize.saliency_maps")
+    require_backend("keras_equivariant.visualize.saliency_maps")
     from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
     from tf_keras_vis.utils.scores import CategoricalScore
 

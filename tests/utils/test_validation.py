@@ -9,7 +9,7 @@ import pytest
 from keras_equivariant.attacks import fgsm
 from keras_equivariant.attacks.gradient import normalize_norm
 from keras_equivariant.export import export_saved_model
-from keras_equivariant.utils.validation import check_eps, check_norm, require_tensorflow_backend
+from keras_equivariant.utils.validation import check_eps, check_norm, require_backend
 from keras_equivariant.visualize import saliency_maps
 
 
@@ -56,16 +56,28 @@ def test_attacks_inherit_the_large_eps_warning():
 
 def test_passes_on_tensorflow():
     assert keras.backend.backend() == "tensorflow"
-    require_tensorflow_backend("anything")
+    require_backend("anything")
+    require_backend("anything", backends=("tensorflow", "jax"))
 
 
 def test_names_feature_backend_and_fix(monkeypatch):
     monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
     with pytest.raises(RuntimeError) as raised:
-        require_tensorflow_backend("keras_equivariant.attacks.pgd")
+        require_backend("keras_equivariant.attacks.apgd")
     message = str(raised.value)
-    assert "keras_equivariant.attacks.pgd" in message and "'jax'" in message
+    assert message.startswith("keras_equivariant.attacks.apgd runs on the TensorFlow backend of "
+                              "Keras only; Keras is running on the 'jax' backend.")
     assert "KERAS_BACKEND=tensorflow" in message
+
+
+def test_several_backends_are_named_and_accepted(monkeypatch):
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    require_backend("keras_equivariant.attacks.pgd", backends=("tensorflow", "jax"))
+    monkeypatch.setattr(keras.backend, "backend", lambda: "torch")
+    with pytest.raises(RuntimeError, match=r"runs on the TensorFlow or JAX backend of Keras only; "
+                       r"Keras is running on the 'torch' backend\. Set the environment variable "
+                       r"KERAS_BACKEND=tensorflow"):
+        require_backend("keras_equivariant.attacks.pgd", backends=("tensorflow", "jax"))
 
 
 @pytest.mark.parametrize("call", [
@@ -77,7 +89,8 @@ def test_entry_points_refuse_before_any_work(monkeypatch, tmp_path, call):
     model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(),
                               keras.layers.Dense(3)])
     images = np.zeros((2, 4, 4, 1), np.float32)
-    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
-    with pytest.raises(RuntimeError, match="TensorFlow backend of Keras only"):
+    monkeypatch.setattr(keras.backend, "backend", lambda: "torch")  # fgsm also runs on JAX
+    with pytest.raises(RuntimeError, match=r"backend of Keras only; Keras is running on the "
+                       r"'torch' backend"):
         call(model, images, tmp_path)
     assert not (tmp_path / "served").exists()
