@@ -13,7 +13,13 @@ iteration ``i * 10000 // queries``, so every budget runs through the whole sched
   (one random sign per channel).
 * L2: starts from a grid of ``+-`` "meta-Gaussian" tiles scaled to norm ``eps``; a proposal moves
   the perturbation mass of a second window into the first one, reshaped as a random centred
-  two-bump pattern, keeping the total norm ``eps``.
+  two-bump pattern, keeping the total norm ``eps`` (the old and new window contents are
+  normalized per window and channel, as in the reference).
+
+Two deliberate differences from the reference implementation (fra31/auto-attack): each image
+draws its own window, signs and pattern orientation (the reference shares one per batch and
+iteration), and a window's corner ranges over every position that keeps it inside the image (the
+reference's ``randint(0, h - s)`` never places a smaller window on the last row or column).
 
 Only examples that are still classified correctly are queried. The whole loop runs in ONE
 compiled ``tf.function`` per (model, norm, image shape); ``eps``, the query budget, ``p_init`` and
