@@ -214,7 +214,7 @@ def main(argv=None):
             if selected is not None and case.name not in selected:
                 continue
             ours, reference = images_per_second(case, args.repeats)
-            print(f"{case.name:<12} {ours:>11.1f} {reference:>16.1f} {ours / reference:>5.2f}x  "
+            print(f"{case.name:<12} {ours:>11.3g} {reference:>16.3g} {ours / reference:>5.2f}x  "
                   f"{case.reference_name}", flush=True)
 
 
