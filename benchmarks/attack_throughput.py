@@ -12,9 +12,7 @@ Attack cases (PGD-10 and PGD-40, L-inf 8/255, step 2.5 eps / steps, random start
 * TF peer: ART's ``ProjectedGradientDescent`` on a ``TensorFlowV2Classifier`` (its TF2
   implementation) around the same Keras model, when ``adversarial-robustness-toolbox`` is
   importable (it is NOT a project dependency: install it into a throwaway directory and pass
-  ``--art-path DIR``, e.g. ``pip install --target /tmp/peers-art
-  adversarial-robustness-toolbox multiprocess dill``); otherwise a naive eager GradientTape PGD
-  loop.
+  ``--art-path DIR``, see ``_art.py``); otherwise a naive eager GradientTape PGD loop.
 * PyTorch peer: a hand-written eager PGD (``_torch_twins.pgd``, same eps, step, steps and random
   start, last iterate) on the PyTorch twin of ``BaselineCNN(depth=10)``
   (``benchmarks/_torch_twins.py``), same batch, ``torch.set_num_threads`` = TensorFlow's intra-op
@@ -30,8 +28,8 @@ for ours: >= 0.8). ART's is relative to our Keras model's pass, PyTorch's to its
 AutoAttack cases (only with ART): ``apgd-ce-100`` (our ``apgd`` vs ART's
 ``AutoProjectedGradientDescent``), ``square-5000`` (``square`` vs ART's ``SquareAttack``) and
 ``autoattack`` (our standard ensemble vs ART's ``AutoAttack`` with its default attacks), L-inf
-8/255, labels = the clean predictions so that every point is attacked. ``--agreement-eps EPS``
-also prints the robust accuracy of our APGD-CE / Square and ART's at that budget.
+8/255, labels = the clean predictions so that every point is attacked. (Whether the attacks
+find as much as ART's is ``attack_agreement.py``'s question; this script only times them.)
 
 Model: ``keras_equivariant.BaselineCNN(depth=10)`` (32x32x3 inputs, 10 classes, random weights;
 throughput does not depend on the weights). Runs on whatever device TensorFlow picks (CPU here).
@@ -49,7 +47,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import sys
 from typing import Callable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -63,6 +60,7 @@ import keras_equivariant  # noqa: E402
 from _timing import input_gradient_step, load_torch_twins, time_interleaved  # noqa: E402
 from keras_equivariant.attacks import apgd, autoattack, pgd, square  # noqa: E402
 from keras_equivariant.utils.platform import describe  # noqa: E402
+from _art import art_autoattack_family, art_classifier, import_art  # noqa: E402  (sibling module)
 
 EPS = 8 / 255
 
@@ -137,17 +135,10 @@ def naive_eager_pgd(model, images, labels, eps, steps, step_size):
 
 def load_art_classifier(model, art_path, input_shape, num_classes):
     """ART's TensorFlowV2Classifier around ``model``, or None if ART cannot be imported."""
-    if art_path:
-        sys.path.append(art_path)  # appended: the project's own numpy/TF keep precedence
-    try:
-        from art.estimators.classification import TensorFlowV2Classifier
-    except ImportError as error:
-        print(f"ART not importable ({error}); the TF peer is the naive eager PGD loop.")
+    if import_art(art_path) is None:
+        print("The TF peer is the naive eager PGD loop.")
         return None
-    return TensorFlowV2Classifier(
-        model=model, nb_classes=num_classes, input_shape=input_shape,
-        loss_object=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        clip_values=(0.0, 1.0))
+    return art_classifier(model, input_shape, num_classes)
 
 
 def load_torch_peer(torch_path, images, labels):
@@ -206,59 +197,23 @@ def autoattack_cases(context: Context) -> list[Case]:
     if context.art_classifier is None:
         print("AutoAttack rows skipped: they compare against ART, which is not importable.")
         return []
-    from art.attacks.evasion import AutoAttack, AutoProjectedGradientDescent, SquareAttack
-
     batch = len(context.images)
     model, images = context.model, context.images
     # labels = the clean predictions: every point is attacked (both sides skip clean errors)
     labels = np.argmax(model.predict(images, verbose=0), axis=-1).astype(np.int32)
     version = _art_version()
-    art_apgd = AutoProjectedGradientDescent(
-        context.art_classifier, norm=np.inf, eps=EPS, eps_step=2 * EPS, max_iter=100,
-        nb_random_init=1, batch_size=batch, loss_type="cross_entropy", verbose=False)
-    art_square = SquareAttack(context.art_classifier, norm=np.inf, eps=EPS, max_iter=5000,
-                              p_init=0.8, nb_restarts=1, batch_size=batch, verbose=False)
-    art_autoattack = AutoAttack(context.art_classifier, norm=np.inf, eps=EPS, eps_step=2 * EPS,
-                                batch_size=batch)
+    art = art_autoattack_family(context.art_classifier, EPS, batch)
     return [
         Case("apgd-ce-100", lambda: apgd(model, images, labels, EPS, steps=100, seed=0),
-             {"tf": (lambda: art_apgd.generate(images, y=labels), f"ART {version} AutoPGD")},
+             {"tf": (lambda: art["apgd-ce"].generate(images, y=labels), f"ART {version} AutoPGD")},
              batch),
         Case("square-5000", lambda: square(model, images, labels, EPS, queries=5000, seed=0),
-             {"tf": (lambda: art_square.generate(images, y=labels),
+             {"tf": (lambda: art["square"].generate(images, y=labels),
                      f"ART {version} SquareAttack")}, batch),
         Case("autoattack", lambda: autoattack(model, images, labels, EPS, verbose=0),
-             {"tf": (lambda: art_autoattack.generate(images, y=labels),
+             {"tf": (lambda: art["autoattack"].generate(images, y=labels),
                      f"ART {version} AutoAttack")}, batch),
     ]
-
-
-def agreement_with_art(context: Context, eps: float):
-    """Robust accuracy (labels = the model's predictions) of our APGD-CE / Square and ART's."""
-    from art.attacks.evasion import AutoProjectedGradientDescent, SquareAttack
-
-    model, images = context.model, context.images
-    labels = np.argmax(model.predict(images, verbose=0), axis=-1).astype(np.int32)
-
-    def robust(adversarial):
-        return float(np.mean(np.argmax(model.predict(adversarial, verbose=0), -1) == labels))
-
-    batch = len(images)
-    rows = [
-        ("APGD-CE-100", robust(apgd(model, images, labels, eps, steps=100, seed=0)),
-         robust(AutoProjectedGradientDescent(
-             context.art_classifier, norm=np.inf, eps=eps, eps_step=2 * eps, max_iter=100,
-             nb_random_init=1, batch_size=batch, loss_type="cross_entropy",
-             verbose=False).generate(images, y=labels))),
-        ("Square-5000", robust(square(model, images, labels, eps, queries=5000, seed=0)),
-         robust(SquareAttack(context.art_classifier, norm=np.inf, eps=eps, max_iter=5000,
-                             p_init=0.8, nb_restarts=1, batch_size=batch,
-                             verbose=False).generate(images, y=labels))),
-    ]
-    print(f"\nagreement at eps={eps:.5g} (labels = clean predictions, {batch} images): robust "
-          "accuracy, ours must be <= ART's")
-    for name, ours, theirs in rows:
-        print(f"{name:<12} ours {100 * ours:6.2f}%  ART {100 * theirs:6.2f}%")
 
 
 def _art_version():
@@ -316,9 +271,6 @@ def main(argv=None):
                         help="directory holding a throwaway install of torch (the PyTorch peer); "
                              "without it torch is used if already importable")
     parser.add_argument("--only", default=None, help="comma-separated case names to run")
-    parser.add_argument("--agreement-eps", type=float, default=None,
-                        help="also compare robust accuracy of APGD-CE / Square with ART's at "
-                             "this L-inf eps")
     args = parser.parse_args(argv)
 
     keras.utils.set_random_seed(0)
@@ -353,8 +305,6 @@ def main(argv=None):
     print("-" * len(header))
     for case in cases:
         print_row(case, measure(case, args.repeats))
-    if args.agreement_eps is not None and context.art_classifier is not None:
-        agreement_with_art(context, args.agreement_eps)
 
 
 if __name__ == "__main__":

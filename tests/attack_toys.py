@@ -30,6 +30,24 @@ def stripes_dataset(num_examples, seed):
     return np.clip(images, 0, 1)[..., None].astype(np.float32), labels
 
 
+def templates_dataset(num_examples, seed, side=16, num_classes=5):
+    """Colour images of ``num_classes`` classes, each a fixed blocky random template.
+
+    ``(images, labels)``: float32 ``(n, side, side, 3)`` in [0, 1] and int32 ``(n,)``. The
+    template (4x4-pixel blocks, the same for every seed) is scaled by a random contrast in
+    [0.005, 0.06] over grey 0.5 plus noise of std 0.05, so a trained CNN is accurate on clean
+    images but loses most points between eps 1/255 and 4/255 (CIFAR-like budgets).
+    """
+    rng = np.random.default_rng(seed)
+    templates = np.random.default_rng(123).normal(size=(num_classes, side // 4, side // 4, 3))
+    templates = np.repeat(np.repeat(templates, 4, axis=1), 4, axis=2)
+    labels = rng.integers(0, num_classes, num_examples).astype(np.int32)
+    contrast = rng.uniform(0.005, 0.06, (num_examples, 1, 1, 1))
+    noise = rng.normal(0, 0.05, (num_examples, side, side, 3))
+    images = 0.5 + contrast * templates[labels] + noise
+    return np.clip(images, 0, 1).astype(np.float32), labels
+
+
 def build_classifier(extra_layers=()):
     """A tiny CNN returning logits; ``extra_layers`` are inserted right after the input."""
     return keras.Sequential([

@@ -5,13 +5,21 @@ non-differentiable preprocessing) cannot hide a model's weakness from it: it is 
 check for masking. Each iteration proposes a change of one random square window per image and
 keeps it if the margin ``z_y - max_{j != y} z_j`` decreased; the window covers a fraction ``p``
 of the image, shrinking by the schedule of the paper (``p_init`` halved after iterations 10, 50,
-200, 500, 1000, 2000, 4000, 6000 and 8000).
+200, 500, 1000, 2000, 4000, 6000 and 8000 of a 10000-query run), rescaled to the query budget
+as in the reference implementation: iteration ``i`` of a ``queries`` budget uses the window of
+iteration ``i * 10000 // queries``, so every budget runs through the whole schedule.
 
 * L-inf: starts from vertical stripes of ``+-eps``; a proposal sets a window to ``x +- eps``
   (one random sign per channel).
 * L2: starts from a grid of ``+-`` "meta-Gaussian" tiles scaled to norm ``eps``; a proposal moves
   the perturbation mass of a second window into the first one, reshaped as a random centred
-  two-bump pattern, keeping the total norm ``eps``.
+  two-bump pattern, keeping the total norm ``eps`` (the old and new window contents are
+  normalized per window and channel, as in the reference).
+
+Two deliberate differences from the reference implementation (fra31/auto-attack): each image
+draws its own window, signs and pattern orientation (the reference shares one per batch and
+iteration), and a window's corner ranges over every position that keeps it inside the image (the
+reference's ``randint(0, h - s)`` never places a smaller window on the last row or column).
 
 Only examples that are still classified correctly are queried. The whole loop runs in ONE
 compiled ``tf.function`` per (model, norm, image shape); ``eps``, the query budget, ``p_init`` and
@@ -45,9 +53,10 @@ from keras_equivariant.utils.validation import (
     require_backend,
 )
 
-# iterations after which the window fraction p halves (the paper's schedule)
+# iterations of a SCHEDULE_QUERIES-query run after which the window fraction p halves (the
+# paper's schedule); other budgets are mapped onto it
 P_SCHEDULE = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
-LAST_SCHEDULED_ITERATION = 10_000
+SCHEDULE_QUERIES = 10_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,11 +66,15 @@ class SquareConfig:
     norm: str = "inf"
 
 
-def window_fraction(iteration, p_init):
-    """The fraction ``p`` of the image a window covers at ``iteration`` (0-based)."""
-    iteration = tf.cast(iteration, tf.float32)
-    halvings = tf.add_n([tf.cast(iteration > threshold, tf.float32) for threshold in P_SCHEDULE])
-    halvings = tf.where(iteration > LAST_SCHEDULED_ITERATION, 0.0, halvings)
+def window_fraction(iteration, p_init, queries):
+    """The fraction ``p`` of the image a window covers at ``iteration`` (0-based) of ``queries``.
+
+    The iteration is first mapped onto the 10000-query schedule, ``iteration * 10000 //
+    queries`` (the reference's ``int(it / n_queries * 10000)``), then ``p_init`` is halved once
+    per threshold of ``P_SCHEDULE`` it exceeds. Works on Python numbers and on tensors alike.
+    """
+    scaled = (tf.cast(iteration, tf.int64) * SCHEDULE_QUERIES) // tf.cast(queries, tf.int64)
+    halvings = tf.add_n([tf.cast(scaled > threshold, tf.float32) for threshold in P_SCHEDULE])
     return p_init / tf.pow(2.0, halvings)
 
 
@@ -144,8 +157,8 @@ def _build_square(model_ref, config: SquareConfig, sample_shape):
                   & (local_columns >= 0) & (local_columns < size))
         return tf.cast(inside, tf.float32)[..., None], local_rows, local_columns
 
-    def window_size(iteration, p_init, minimum):
-        fraction = window_fraction(iteration, p_init)
+    def window_size(iteration, queries, p_init, minimum):
+        fraction = window_fraction(iteration, p_init, queries)
         size = tf.cast(tf.round(tf.sqrt(fraction * num_features / channels)), tf.int32)
         return tf.minimum(tf.maximum(size, minimum), side)
 
@@ -174,8 +187,8 @@ def _build_square(model_ref, config: SquareConfig, sample_shape):
         length = tf.maximum(_flat_norm(delta, "2"), 1e-12)
         return tf.clip_by_value(images + eps * delta / per_example(length, delta), 0.0, 1.0)
 
-    def linf_proposal(images, best, eps, iteration, p_init, seed):
-        size = window_size(iteration, p_init, 1)
+    def linf_proposal(images, best, eps, iteration, queries, p_init, seed):
+        size = window_size(iteration, queries, p_init, 1)
         window_seed, sign_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
         batch = tf.shape(images)[0]
         mask, _, _ = window_masks(size, batch, window_seed)
@@ -183,8 +196,8 @@ def _build_square(model_ref, config: SquareConfig, sample_shape):
         proposal = tf.clip_by_value(best + mask * 2.0 * eps * signs, images - eps, images + eps)
         return tf.clip_by_value(proposal, 0.0, 1.0)
 
-    def l2_proposal(images, best, eps, iteration, p_init, seed):
-        size = window_size(iteration, p_init, 3)
+    def l2_proposal(images, best, eps, iteration, queries, p_init, seed):
+        size = window_size(iteration, queries, p_init, 3)
         size = tf.where(tf.equal(size % 2, 0), tf.minimum(size + 1, side), size)
         seeds = tf.unstack(tf.random.experimental.stateless_split(seed, 4))
         batch = tf.shape(images)[0]
@@ -236,7 +249,7 @@ def _build_square(model_ref, config: SquareConfig, sample_shape):
             clean = tf.gather_nd(images, remaining)
             current = tf.gather_nd(best, remaining)
             current_labels = tf.gather_nd(labels, remaining)
-            proposal = propose(clean, current, eps, iteration, p_init,
+            proposal = propose(clean, current, eps, iteration, queries, p_init,
                                tf.random.experimental.stateless_fold_in(seed, iteration))
             margin = margins(model, proposal, current_labels)
             better = margin < tf.gather_nd(best_margin, remaining)

@@ -17,20 +17,28 @@ from keras_equivariant.attacks import apgd, pgd, square
 from keras_equivariant.attacks.square import SquareConfig, compiled_square, window_fraction
 
 
-# L2: the random search needs far more queries on a linear model than L-inf (~79 % of the
-# points inside 0.9 eps within 3000 queries on 12x12 images; 94-95 % with 5000 on 8x8), so its
-# bar is lower.
-@pytest.mark.parametrize("norm, eps, side, queries, rate", [
-    ("inf", 0.015, 4, 1000, 0.95),
-    pytest.param("2", 0.06, 12, 3000, 0.75, marks=pytest.mark.slow)])
-def test_square_breaks_the_points_well_inside_the_budget(norm, eps, side, queries, rate):
+# Measured fractions of the points inside 0.9 eps that are broken (seed 0; seeds 1-2 alike):
+# L-inf (8x8 images, 1000 queries) 100 % (99.3 % inside 0.95 eps); before the budget-scaled p
+# schedule 92-95 %. L2 (12x12, 3000 queries) 82 % (98.4 % inside 0.8 eps). A NumPy port of the
+# reference L-inf loop (fra31/auto-attack, one window and sign per batch, corners drawn from
+# [0, side - s)) breaks 90-91 % inside 0.9 eps and 94-97 % inside 0.8 eps on the L-inf problem
+# (79-84 % and 86-91 % without the rescaled schedule). Why the points near eps are the hard ones:
+# on a linear model a sign perturbation lowers the margin to the runner-up class by
+# eps * (|v|_1 - 2 * (L1 mass of v = w_j - w_y where the sign is wrong)), and the point lies at
+# distance d = margin / |v|_1, so breaking it allows at most (1 - d / eps) / 2 of that mass on
+# the wrong sign: 5 % at 0.9 eps but 10 % at 0.8 eps. The random search places one sign per
+# window, so it reaches the near-exact sign pattern needed close to eps only by luck.
+@pytest.mark.parametrize("norm, eps, side, queries", [
+    ("inf", 0.01, 8, 1000),
+    pytest.param("2", 0.06, 12, 3000, marks=pytest.mark.slow)])
+def test_square_breaks_the_points_well_inside_the_budget(norm, eps, side, queries):
     num_classes = 5 if norm == "inf" else 2
     model, images, labels, distance = linear_problem(num_classes, norm, seed=1, side=side)
     adversarial = square(model, images, labels, eps, norm=norm, queries=queries, seed=0)
     broken = predictions(model, adversarial) != labels
-    inside = distance < 0.9 * eps
+    inside = distance < 0.8 * eps
     assert inside.sum() >= 20 and (distance > eps).sum() >= 20
-    assert broken[inside].mean() >= rate
+    assert broken[inside].mean() >= 0.95
     assert not broken[distance > eps + 1e-4].any()
     assert perturbation_size(adversarial - images, norm).max() <= eps + 1e-6
     assert adversarial.min() >= 0.0 and adversarial.max() <= 1.0
@@ -47,10 +55,21 @@ def test_square_breaks_a_gradient_masked_model_that_pgd_and_apgd_cannot(toy_data
     assert white_box > 0.7 and black_box < 0.2
 
 
-def test_p_schedule_halves_at_the_papers_iterations():
-    fractions = [float(window_fraction(i, 0.8)) for i in (0, 10, 11, 50, 51, 500, 501, 8001,
-                                                          10001)]
-    assert fractions == pytest.approx([0.8, 0.8, 0.4, 0.4, 0.2, 0.1, 0.05, 0.8 / 512, 0.8])
+@pytest.mark.parametrize("queries, iterations", [
+    (10_000, (0, 10, 11, 50, 51, 500, 501, 8000, 8001, 9999)),
+    (1000, (0, 1, 2, 5, 6, 50, 51, 800, 801, 999)),
+    (5000, (0, 5, 6, 25, 26, 250, 251, 4000, 4001, 4999))])
+def test_p_schedule_halves_at_the_papers_iterations_scaled_to_the_budget(queries, iterations):
+    # iteration i of a budget q sits at i * 10000 // q on the paper's 10000-query schedule
+    fractions = [float(window_fraction(i, 0.8, queries)) for i in iterations]
+    assert fractions == pytest.approx(
+        [0.8, 0.8, 0.4, 0.4, 0.2, 0.1, 0.05, 0.8 / 256, 0.8 / 512, 0.8 / 512])
+
+
+def test_p_schedule_floors_like_the_reference_on_budgets_that_do_not_divide_10000():
+    # 3000 queries: iteration 3 -> 10 (p_init), iteration 4 -> 13 (halved), 16 -> 53 (quartered)
+    fractions = [float(window_fraction(i, 0.8, 3000)) for i in (3, 4, 15, 16)]
+    assert fractions == pytest.approx([0.8, 0.4, 0.4, 0.2])
 
 
 @pytest.mark.parametrize("norm, eps", [("inf", 0.05), ("2", 0.5)])
