@@ -240,8 +240,9 @@ def measure(case: Case, rounds: int) -> dict[str, float]:
     return {side: case.num_images / value for side, value in seconds.items()}
 
 
-def _cell(value, width, digits=1, suffix=""):
-    return f"{value:>{width - len(suffix)}.{digits}f}{suffix}" if value is not None \
+def _cell(value, width, digits=3, suffix=""):
+    """``value`` to ``digits`` significant digits (ART's AutoAttack rows run far below 1 img/s)."""
+    return f"{value:>{width - len(suffix)}.{digits}g}{suffix}" if value is not None \
         else f"{'-':>{width}}"
 
 
@@ -250,7 +251,7 @@ def print_row(case: Case, rates: dict[str, float]):
     cells = [f"{case.name:<12}", _cell(rates["ours"], 10)]
     for column in PEERS:
         rate = rates.get(column)
-        cells += [_cell(rate, 10), _cell(rates["ours"] / rate if rate else None, 7, 2, "x")]
+        cells += [_cell(rate, 10), _cell(rates["ours"] / rate if rate else None, 7, 3, "x")]
     for side in ("ours",) + PEERS:
         limit = None
         gradient = f"gradient {'ours' if side == 'tf' else side}"  # TF peer: our Keras model
