@@ -20,8 +20,9 @@ at least one of these, following Athalye et al. 2018 and Carlini et al. 2019:
   means anything. Decided on the outputs alone, so the verdict is the same on every CPU.
 * ``black_box_not_stronger_than_pgd``: the Square attack (a score-based random search that
   reads only the logits, so a useless gradient cannot stop it) must not break examples that
-  white-box PGD leaves robust (fraction of examples <= tolerance). The strongest single check
-  against gradient masking (Croce & Hein 2020).
+  white-box PGD (neither PGD-k nor PGD-2k) leaves robust, beyond :data:`BLACK_BOX_SLACK` of the
+  examples (a fixed-step PGD is not optimal, so a healthy model shows a little of this too).
+  The strongest single check against gradient masking (Croce & Hein 2020).
 * ``gradients_finite_and_nonzero``: the gradient of the loss the attacks use (softmax
   cross-entropy of the outputs) must be finite, and must not vanish for more than a
   ``tolerance`` fraction of the clean examples. It vanishes when even its first-order effect
@@ -169,6 +170,12 @@ def _differs_between_passes(model, images):
     return ~np.all(np.isclose(first, second, rtol=1e-4, atol=1e-5), axis=1)
 
 
+# Square may break a few points that PGD-k and PGD-2k miss on a healthy model too (PGD with a
+# fixed step is not optimal: 1.6 % of a trained toy model's test points at eps 0.1); masked
+# gradients leave most of the points PGD "keeps" to Square. Flagged above this fraction.
+BLACK_BOX_SLACK = 0.05
+
+
 def sanity_checks(model, dataset, eps=DEFAULT_EPS, norm="inf", steps=10, num_noise_samples=100,
                   num_black_box_queries=1000, tolerance=0.005, max_batches=None, seed=0, model_name=None, verbose=0):
     """Runs the gradient-masking checklist on ``model`` and returns a printable pass/fail report.
@@ -294,12 +301,15 @@ def sanity_checks(model, dataset, eps=DEFAULT_EPS, norm="inf", steps=10, num_noi
         f"{percent(noise_only)}",
         random_noise_accuracy=accuracy["random_noise"], pgd_accuracy=accuracy["pgd"],
         broken_by_noise_only=noise_only)
-    black_box_only = float(np.mean(flags["pgd"] & ~flags["square"]))
+    # the white-box reference is the better of PGD-k and PGD-2k: points either breaks are not
+    # evidence of masking when Square breaks them too
+    white_box_robust = flags["pgd"] & flags["pgd_more_steps"]
+    black_box_only = float(np.mean(white_box_robust & ~flags["square"]))
     add("black_box_not_stronger_than_pgd",
-        black_box_only <= tolerance,
+        black_box_only <= max(tolerance, BLACK_BOX_SLACK),
         f"Square ({num_black_box_queries} queries) {percent(accuracy['square'])} vs PGD "
-        f"{percent(accuracy['pgd'])}; examples broken by Square but not by PGD: "
-        f"{percent(black_box_only)}",
+        f"{percent(accuracy['pgd'])}; examples broken by Square but by neither PGD-{steps} nor "
+        f"PGD-{2 * steps}: {percent(black_box_only)}",
         square_accuracy=accuracy["square"], pgd_accuracy=accuracy["pgd"],
         broken_by_black_box_only=black_box_only)
     add("outputs_are_logits",
