@@ -544,8 +544,10 @@ def _extra_attack_lines(preset, seeds):
         lines.append("- AutoAttack: the standard L-inf version (APGD-CE, APGD-T, FAB-T, Square "
                      "5000 queries; Croce & Hein, ICML 2020), default protocol, at pixel eps "
                      + ", ".join(f"{eps * 255:.3g}/255" for eps in preset["autoattack_eps"])
-                     + f", {_diagnostic_seeds_text(preset, seeds)}one call per "
-                     f"{preset.get('evaluation_batch_size') or preset['batch_size']} images.")
+                     + ", " + ", ".join(filter(None, [
+                         _diagnostic_seeds_text(preset, seeds).strip(),
+                         f"one call per {preset.get('evaluation_batch_size') or preset['batch_size']}"
+                         " images"])) + ".")
     if preset.get("paper_protocol_eps"):
         lines.append("- The paper's protocol on the same models: FGSM and PGD-40 with the fixed "
                      "step 0.01 (normalized units), no random start, last iterate, at "

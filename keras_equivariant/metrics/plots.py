@@ -11,12 +11,13 @@ from keras_equivariant.utils.io import atomic_save_figure
 from keras_equivariant.utils.validation import check_choice
 
 
-def _new_axes(polar=False):
-    """Axes on a plain ``Figure`` with an Agg canvas (no pyplot state: headless and thread-safe)."""
+def _new_axes(polar=False, height=None):
+    """Axes on a plain ``Figure`` with an Agg canvas (no pyplot state: headless and thread-safe);
+    ``height`` in inches overrides the default."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(5.6, 5.6) if polar else (6.4, 4.4))
+    figure = Figure(figsize=(5.6, 5.6) if polar else (6.4, height or 4.4))
     FigureCanvasAgg(figure)
     return figure.add_subplot(projection="polar" if polar else None)
 
@@ -202,7 +203,8 @@ def plot_differences(differences, path=None, title=None, ax=None):
     if not differences:
         raise ValueError("`differences` must hold at least one (label, Difference) pair; "
                          "received an empty list.")
-    ax = ax or _new_axes()
+    # one row of text per interval: 0.22 inch each keeps the labels apart
+    ax = ax or _new_axes(height=max(4.4, 1.2 + 0.22 * len(differences)))
     figure = ax.figure
     ax.axvline(0.0, color="black", linewidth=1)
     for row, (label, difference) in enumerate(differences):
