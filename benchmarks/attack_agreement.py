@@ -29,7 +29,6 @@ ART is NOT a project dependency (see ``_art.py`` for the throwaway install). Usa
 from __future__ import annotations
 
 import argparse
-import fractions
 import json
 import os
 import pathlib
@@ -43,6 +42,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from keras_equivariant.attacks import apgd, autoattack, fab, square  # noqa: E402
+from keras_equivariant.cli._common import eps_value, positive_int  # noqa: E402
 from keras_equivariant.data import load_arrays, sample_data_dir  # noqa: E402
 from keras_equivariant.training import build_model  # noqa: E402
 from keras_equivariant.utils.platform import describe  # noqa: E402
@@ -59,12 +59,7 @@ def parse_eps_list(text):
     """``"1/255,2/255"`` -> ``[1/255, 2/255]``; each value a fraction or decimal in (0, 1]."""
     values = []
     for item in text.split(","):
-        try:
-            value = float(fractions.Fraction(item.strip()))
-        except (ValueError, ZeroDivisionError):
-            raise argparse.ArgumentTypeError(
-                f"--eps takes comma-separated fractions or decimals such as 1/255,2/255; "
-                f"received {item!r} in {text!r}.") from None
+        value = eps_value(item.strip())
         if not 0 < value <= 1:
             raise argparse.ArgumentTypeError(
                 f"every --eps value must be in (0, 1] (pixels are in [0, 1]); received {item!r}.")
@@ -79,13 +74,6 @@ def parse_attacks(text):
         raise argparse.ArgumentTypeError(
             f"unknown attack(s) {unknown} in --attacks; choose among {list(ATTACKS)}.")
     return names
-
-
-def positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1; received {text!r}.")
-    return value
 
 
 def parse_arguments(argv=None):
