@@ -4,6 +4,7 @@ worker protocol that times the same steps on another Keras backend in a subproce
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -81,6 +82,17 @@ def load_torch_twins(peers_path):
     _torch_twins.torch.manual_seed(0)
     _torch_twins.torch.set_num_threads(intra_op_threads())
     return _torch_twins
+
+
+def add_backend_arguments(parser, timed, example):
+    """``--backend``, ``--match`` and the hidden ``--jax-worker`` flag of a script that can time
+    its ``timed`` (e.g. "every layer") on JAX too through :class:`WorkerRounds`."""
+    parser.add_argument("--backend", choices=("tensorflow", "jax"), default="tensorflow",
+                        help=f"jax: also time {timed} on JAX and print the JAX/TF ratio")
+    parser.add_argument("--match", default="",
+                        help=f"time only the {example[0]} whose name contains this text (and "
+                        f"the reference), e.g. {example[1]}")
+    parser.add_argument("--jax-worker", action="store_true", help=argparse.SUPPRESS)
 
 
 def serve_rounds(steps, repeats_per_round):

@@ -28,7 +28,12 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # unless set: docs/performa
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from _timing import WorkerRounds, serve_rounds, time_rounds  # noqa: E402  (sibling module)
+from _timing import (  # noqa: E402  (sibling module)
+    WorkerRounds,
+    add_backend_arguments,
+    serve_rounds,
+    time_rounds,
+)
 from keras_equivariant.layers import RotationConv2D, ScaleConv2D  # noqa: E402
 from keras_equivariant.utils.platform import describe  # noqa: E402
 
@@ -112,12 +117,7 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=3, help="calls per layer and round")
-    parser.add_argument("--backend", choices=("tensorflow", "jax"), default="tensorflow",
-                        help="jax: also time every layer on JAX and print the JAX/TF ratio")
-    parser.add_argument("--match", default="",
-                        help="time only the layers whose name contains this text (and the "
-                        "reference), e.g. RotationConv2D")
-    parser.add_argument("--jax-worker", action="store_true", help=argparse.SUPPRESS)
+    add_backend_arguments(parser, "every layer", ("layers", "RotationConv2D"))
     args = parser.parse_args(argv)
     if args.jax_worker:
         return serve_rounds(_build_steps(args.batch_size, args.match)[0], args.repeats)

@@ -46,6 +46,7 @@ import tensorflow as tf  # noqa: E402
 
 from _timing import (  # noqa: E402  (sibling module: run as a script)
     WorkerRounds,
+    add_backend_arguments,
     input_gradient_step,
     load_torch_twins,
     serve_rounds,
@@ -132,12 +133,8 @@ def main(argv=None):
                         "PyTorch twin rows")
     parser.add_argument("--inference-only", action="store_true",
                         help="skip the training and input-gradient measurements")
-    parser.add_argument("--backend", choices=("tensorflow", "jax"), default="tensorflow",
-                        help="jax: also time the training steps on JAX and print the JAX/TF ratio")
-    parser.add_argument("--match", default="",
-                        help="time only the models whose name contains this text (and the "
-                        "reference), e.g. ParallelRotScaleGCNN(10, equivariant)")
-    parser.add_argument("--jax-worker", action="store_true", help=argparse.SUPPRESS)
+    add_backend_arguments(parser, "the training steps",
+                          ("models", "ParallelRotScaleGCNN(10, equivariant)"))
     args = parser.parse_args(argv)
     if args.jax_worker:
         return _jax_worker(args)
