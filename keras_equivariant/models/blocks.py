@@ -9,7 +9,8 @@ from __future__ import annotations
 import keras
 
 from keras_equivariant.choices import DEPTHS, VARIANTS
-from keras_equivariant.layers import Conv2D, GroupBatchNormalization, RotationConv2D, ScaleConv2D
+from keras_equivariant.layers import (BatchNormalization, Conv2D, GroupBatchNormalization,
+                                      RotationConv2D, ScaleConv2D)
 from keras_equivariant.utils.validation import check_choice, check_positive_int
 
 # PyTorch's BatchNorm2d defaults (momentum 0.1 on the *new* batch, eps 1e-5) expressed in Keras,
@@ -79,7 +80,7 @@ def normalized_input(input_shape):
 
 
 def batch_norm(name):
-    return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)
+    return BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)
 
 
 def conv_bn_relu(x, filters, name, kernel_size=3, relu_name=None):

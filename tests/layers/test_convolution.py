@@ -34,17 +34,18 @@ def _relative_error(actual, expected):
     return float(tf.reduce_max(tf.abs(actual - expected))) / scale
 
 
-@pytest.mark.parametrize("size", [1, 2, 5])
+@pytest.mark.parametrize("size", [(1, 1), (1, 2), (2, 2), (2, 3), (5, 6)])
 @pytest.mark.parametrize("kernel_size", [1, 2, 3])
 @pytest.mark.parametrize("padding", ["same", "valid"])
 @pytest.mark.parametrize("dilation, strides", [(1, 1), (2, 1), (1, 2)])
 def test_forward_and_gradients_equal_the_stock_convolution(size, kernel_size, padding, dilation,
                                                           strides):
-    """Stride 1 takes the forward-convolution gradient; dilations and strides Keras' path."""
-    if padding == "valid" and (kernel_size - 1) * dilation + 1 > size:
+    """Stride 1 takes the forward-convolution gradient (and, on maps of at most 4 output pixels,
+    the tap-by-tap kernel gradient); dilations and strides Keras' path."""
+    if padding == "valid" and (kernel_size - 1) * dilation + 1 > min(size):
         pytest.skip("no valid output")
-    rng = np.random.default_rng(size * 100 + kernel_size * 10 + dilation)
-    x = rng.normal(size=(3, size, size + 1, 4)).astype("float32")
+    rng = np.random.default_rng(size[0] * 100 + size[1] * 7 + kernel_size * 10 + dilation)
+    x = rng.normal(size=(3, *size, 4)).astype("float32")
     kernel = rng.normal(size=(kernel_size, kernel_size, 4, 5)).astype("float32")
     stock, fast = _stock_and_fast_gradients(x, kernel, padding, (dilation, dilation), strides)
     for name, expected, actual in zip(("output", "input gradient", "kernel gradient"),
@@ -120,3 +121,24 @@ def test_builders_gradients_equal_the_stock_convolution(monkeypatch, builder_nam
     for index, (actual, expected) in enumerate(zip(fast, stock)):
         assert _relative_error(actual, expected) <= 1e-5, (index, model.trainable_variables[
             index - 1].path if index else "input")
+
+
+@pytest.mark.parametrize("size, stock_kernel_gradient", [((1, 1), False), ((2, 2), False),
+                                                         ((2, 3), True), ((5, 5), True)])
+def test_small_maps_take_the_tap_by_tap_kernel_gradient(size, stock_kernel_gradient):
+    """Maps of at most 4 output pixels skip ``Conv2DBackpropFilter``; larger maps keep it."""
+    x = tf.zeros((2, *size, 3))
+    kernel = tf.zeros((3, 3, 3, 4))
+
+    @tf.function
+    def kernel_gradient(a, b):
+        with tf.GradientTape() as tape:
+            tape.watch(b)
+            value = tf.reduce_sum(convolve(a, b, (1, 1), "same", (1, 1)))
+        return tape.gradient(value, b)
+
+    graph = kernel_gradient.get_concrete_function(x, kernel).graph
+    op_types = {op.type for op in graph.get_operations()}
+    for function in graph._functions.values():  # the custom gradient's body
+        op_types |= {op.type for op in function.graph.get_operations()}
+    assert ("Conv2DBackpropFilter" in op_types) is stock_kernel_gradient

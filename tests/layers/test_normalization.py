@@ -1,10 +1,12 @@
-"""GroupBatchNormalization: statistics over batch, space and group axes in training and inference."""
+"""BatchNormalization (fused training kernel) and GroupBatchNormalization (statistics over batch,
+space and group axes in training and inference)."""
 
 import numpy as np
 import pytest
 import keras
+import tensorflow as tf
 
-from keras_equivariant.layers import GroupBatchNormalization
+from keras_equivariant.layers import BatchNormalization, GroupBatchNormalization
 
 
 def _features(seed=0):
@@ -63,3 +65,74 @@ def test_config_round_trip_and_errors():
         GroupBatchNormalization(axis=1)
     with pytest.raises(ValueError, match="rank-5"):
         GroupBatchNormalization()(np.zeros((2, 5, 5, 3), "float32"))
+
+
+def _training_step(layer, features, stock):
+    """Output, input/gamma/beta gradients and moving statistics after one training call."""
+    features = tf.constant(features)
+    weights = tf.random.stateless_normal(features.shape, (3, 4))
+    call = keras.layers.BatchNormalization.call if stock else type(layer).call
+    with tf.GradientTape() as tape:
+        tape.watch(features)
+        outputs = call(layer, features, training=True)
+        objective = tf.reduce_sum(weights * outputs)
+    gradients = tape.gradient(objective, [features, *layer.trainable_variables])
+    return [outputs, *gradients, layer.moving_mean, layer.moving_variance]
+
+
+@pytest.mark.parametrize("layer_class, shape", [
+    (BatchNormalization, (6, 5, 5, 3)), (BatchNormalization, (1, 1, 1, 3)),
+    (GroupBatchNormalization, (6, 5, 5, 4, 3)), (GroupBatchNormalization, (2, 1, 1, 4, 3))])
+@pytest.mark.parametrize("center, scale", [(True, True), (False, False)])
+def test_fused_training_step_equals_keras_batch_normalization(layer_class, shape, center, scale):
+    """Outputs, gradients and moving statistics equal Keras' unfused path (batch of one pixel
+    too: zero variance), and the fused kernel is what runs."""
+    features = np.random.default_rng(1).normal(2.0, 3.0, shape).astype("float32")
+    results = []
+    for stock in (True, False):
+        keras.utils.set_random_seed(0)
+        layer = layer_class(momentum=0.9, epsilon=1e-5, center=center, scale=scale,
+                            gamma_initializer="random_normal", beta_initializer="random_normal")
+        layer.build(shape)
+        results.append(_training_step(layer, features, stock))
+    for index, (actual, expected) in enumerate(zip(results[1], results[0])):
+        # Relative above 1, absolute below: a one-pixel batch normalizes x - mean = round-off
+        # by 1 / sqrt(epsilon), which no kernel computes exactly.
+        scale_of = max(float(tf.reduce_max(tf.abs(expected))), 1.0)
+        assert float(tf.reduce_max(tf.abs(actual - expected))) / scale_of <= 1e-5, index
+
+    graph = tf.function(lambda x: layer(x, training=True)).get_concrete_function(
+        tf.TensorSpec(shape, "float32")).graph
+    assert "FusedBatchNormV3" in {op.type for op in graph.get_operations()}
+
+
+def test_fused_kernel_only_where_it_applies():
+    """Inference, float64, masks and other ranks keep Keras' path; mixed precision is fused."""
+
+    def fused(layer, shape, dtype="float32", **kwargs):
+        graph = tf.function(lambda x: layer(x, **kwargs)).get_concrete_function(
+            tf.TensorSpec(shape, dtype)).graph
+        return "FusedBatchNormV3" in {op.type for op in graph.get_operations()}
+
+    assert fused(BatchNormalization(), (2, 3, 3, 4), training=True)
+    assert not fused(BatchNormalization(), (2, 3, 3, 4), training=False)
+    assert not fused(BatchNormalization(), (2, 4), training=True)
+    assert not fused(BatchNormalization(dtype="float64"), (2, 3, 3, 4), "float64", training=True)
+    assert not fused(BatchNormalization(), (2, 3, 3, 4), training=True,
+                     mask=tf.ones((2, 3, 3), "bool"))
+    half = BatchNormalization(dtype="mixed_float16")
+    assert fused(half, (2, 3, 3, 4), "float16", training=True)
+    outputs = half(tf.ones((2, 3, 3, 4), "float16") * tf.range(4, dtype="float16"), training=True)
+    assert outputs.dtype == "float16" and not np.any(np.isnan(outputs))
+
+
+def test_batch_normalization_round_trips_as_a_keras_layer(tmp_path):
+    inputs = keras.Input((4, 4, 3))
+    model = keras.Model(inputs, BatchNormalization(momentum=0.9, name="bn")(inputs))
+    model.get_layer("bn").set_weights([np.full(3, value, "float32") for value in (2, 1, 0.5, 3)])
+    path = tmp_path / "bn.keras"
+    model.save(path)
+    restored = keras.saving.load_model(path)
+    assert type(restored.get_layer("bn")) is BatchNormalization
+    x = np.random.default_rng(0).random((2, 4, 4, 3)).astype("float32")
+    np.testing.assert_array_equal(restored(x), model(x))
