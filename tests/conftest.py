@@ -9,6 +9,14 @@ import keras  # noqa: E402
 import pytest  # noqa: E402
 from attack_toys import held_out_split, trained_classifier  # noqa: E402
 
+if keras.backend.backend() == "tensorflow":
+    import tensorflow as tf  # noqa: E402
+
+    # The test workers (pytest-xdist) share a GPU where one is visible: each takes memory as it
+    # needs it instead of all of it at start-up.
+    for _gpu in tf.config.list_physical_devices("GPU"):
+        tf.config.experimental.set_memory_growth(_gpu, True)
+
 
 @pytest.fixture(autouse=True)
 def _seed_everything():
