@@ -1,7 +1,7 @@
 """A 2D convolution whose input gradient is a forward convolution: fast backward passes on CPU.
 
 TensorFlow computes the input gradient of a convolution with ``Conv2DBackpropInput``. On CPUs
-without oneDNN (its default on AMD EPYC, for instance) that kernel is very slow on small feature
+without oneDNN (its default on AVX2-only AMD EPYCs, for instance) that kernel is very slow on small feature
 maps: for a batch of 128, a 3x3 convolution with 256 -> 256 channels on a 1x1 map took 424 ms
 backward against 8 ms forward, and 128 -> 256 channels on 2x2 maps 195 ms against 10 ms
 (measured on a 2-core AMD EPYC, TF 2.21, oneDNN off). The 10-layer plans of the paper end with
@@ -14,11 +14,12 @@ image. :func:`conv2d` computes it that way (measured 10 ms and 14 ms for the two
 and never slower than ``Conv2DBackpropInput`` from 1x1 to 16x16 maps), and the kernel gradient
 with the stock ``Conv2DBackpropFilter``, except on maps of at most 4 output pixels, where one
 matrix product per kernel tap over the pixels it reaches is 1.5-4x faster (see
-``_kernel_gradient``). Strided and dilated convolutions keep TensorFlow's own
-path (a zero-inserted output gradient would cost stride² more; dilations run through
-``tf.nn.convolution``'s space-to-batch, whose gradient is not the slow kernel). The gradients equal the stock ones
-to float32 round-off (relative error <= 1e-6; tested). Other Keras backends use their own
-convolution unchanged.
+``_kernel_gradient``). Paddings are passed as ``"SAME"``/``"VALID"`` wherever they equal those,
+since oneDNN's kernels take only the strings. Strided and dilated convolutions keep
+TensorFlow's own path (a zero-inserted output gradient would cost stride² more; dilations run
+through ``tf.nn.convolution``'s space-to-batch, whose gradient is not the slow kernel). The
+gradients equal the stock ones to float32 round-off (relative error <= 1e-6; tested). Other
+Keras backends use their own convolution unchanged.
 """
 
 from __future__ import annotations
