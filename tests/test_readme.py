@@ -9,8 +9,10 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 
 
-def _python_blocks():
-    return re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.S)
+def _python_blocks(text=None):
+    """The Python blocks of ``text`` (default: the whole README), in order."""
+    text = README.read_text(encoding="utf-8") if text is None else text
+    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
 
 
 def test_readme_has_python_examples():
@@ -40,7 +42,7 @@ def _section_blocks(heading):
     text = README.read_text(encoding="utf-8")
     section = re.search(rf"^#+ {re.escape(heading)}\n(.*?)(?=^#+ )", text, flags=re.S | re.M)
     assert section, heading
-    return re.findall(r"```python\n(.*?)```", section.group(1), flags=re.S)
+    return _python_blocks(section.group(1))
 
 
 @pytest.mark.slow  # a fresh JAX process: 30-120 s

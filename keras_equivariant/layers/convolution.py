@@ -82,7 +82,7 @@ def conv2d(inputs, kernel, padding="valid"):
         def gradient(dy):
             flipped = tf.transpose(tf.reverse(w, axis=[0, 1]), [0, 1, 3, 2])
             dx = tf.nn.conv2d(dy, flipped, strides=1, padding=backward_padding)
-            return dx, _kernel_gradient(x, dy, w, pads)
+            return dx, _kernel_gradient(x, dy, w, pads, forward_padding)
 
         return y, gradient
 
@@ -95,8 +95,11 @@ def conv2d(inputs, kernel, padding="valid"):
 SMALL_MAP_PIXELS = 4
 
 
-def _kernel_gradient(x, dy, kernel, pads):
+def _kernel_gradient(x, dy, kernel, pads, padding):
     """Gradient of a stride-1 convolution with respect to its kernel.
+
+    ``pads`` is the forward padding as ``((top, bottom), (left, right))`` and ``padding`` the
+    same as given to ``tf.nn.conv2d`` (see :func:`_tensorflow_padding`).
 
     On maps of at most :data:`SMALL_MAP_PIXELS` output pixels (the 2x2 and 1x1 maps that end the
     10-layer plans) it is one matrix product per kernel tap over the pixels that tap actually
@@ -113,7 +116,6 @@ def _kernel_gradient(x, dy, kernel, pads):
     out_height, out_width = dy.shape[1:3]
     static = None not in (height, width, out_height, out_width)
     if not static or out_height * out_width > SMALL_MAP_PIXELS:
-        padding = _tensorflow_padding(pads, tuple(kernel.shape))
         explicit = {} if isinstance(padding, str) else {"explicit_paddings": sum(padding, [])}
         return tf.raw_ops.Conv2DBackpropFilter(
             input=x, filter_sizes=tf.shape(kernel), out_backprop=dy, strides=[1, 1, 1, 1],
